@@ -1,0 +1,142 @@
+//! Storage ports for Latchkey: the records (users, sessions, authorization codes), the
+//! [`Store`] trait every backend implements, the one refresh-rotation procedure built
+//! on its compare-and-swap, an in-memory backend ([`MemoryStore`]) and the [`conformance`] suite every
+//! backend must pass.
+//!
+//! The port is one trait over three aggregates rather than three traits: every
+//! backend stores all three, and revocation cuts across them (disabling a user revokes
+//! their sessions in the same write). Methods are `async fn` with no `Send` bound,
+//! because Workers futures are not `Send`; native runtimes run them on a per-core
+//! executor. Implementations must never read the clock: `now` is a parameter.
+//! Secrets are stored as SHA-256 hashes only; the store never sees a token.
+
+mod memory;
+mod model;
+mod refresh;
+
+pub mod conformance;
+
+pub use memory::MemoryStore;
+pub use model::{AuthCode, Redemption, Session, SessionKind, User};
+pub use refresh::{RefreshOutcome, refresh};
+
+use latchkey_token::UnixSeconds;
+use thiserror::Error;
+
+/// A storage failure. Every variant means "no answer": callers answer 503 with
+/// `Retry-After`, never "valid" and never "invalid".
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time (locked, I/O
+    /// error, throttled). Retrying later may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A unique key already exists (a username, a record id).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// The storage port. See the crate docs for the rules every implementation keeps.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// Inserts a user.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if the id or username is taken.
+    async fn create_user(&self, user: &User) -> Result<(), StoreError>;
+
+    /// The user with `id`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+
+    /// The user with `username` (exact match).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+
+    /// Disables or enables a user. Disabling revokes every session of the user in the
+    /// same atomic write, so no refresh or resolve can succeed after this returns.
+    /// Returns whether the user exists.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn set_user_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        reason: Option<&str>,
+        now: UnixSeconds,
+    ) -> Result<bool, StoreError>;
+
+    /// Inserts a session.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if the id exists.
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// The session with `id`, revoked or expired ones included (callers decide).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn session(&self, id: &str) -> Result<Option<Session>, StoreError>;
+
+    /// Compare-and-swap: stores `next` only if the stored version is `expected_version`
+    /// and the session is not revoked, and then sets its version to
+    /// `expected_version + 1`. The stored `last_used_at` never moves backwards.
+    /// Returns whether the swap happened.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn swap_session(&self, next: &Session, expected_version: u64)
+    -> Result<bool, StoreError>;
+
+    /// Records a use: sets `last_used_at` to `at` if it is later than the stored value.
+    /// Does not change the version (a use never conflicts with a rotation).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn touch_session(&self, id: &str, at: UnixSeconds) -> Result<(), StoreError>;
+
+    /// Revokes the session `id` and every session created from it (its children), and
+    /// bumps their versions so that a rotation in flight loses its swap. Idempotent.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn revoke_session(&self, id: &str, now: UnixSeconds) -> Result<(), StoreError>;
+
+    /// Revokes every session of `user_id`. Returns how many were newly revoked.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        now: UnixSeconds,
+    ) -> Result<u64, StoreError>;
+
+    /// Stores an authorization code (by hash).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if the hash exists.
+    async fn put_code(&self, code: &AuthCode) -> Result<(), StoreError>;
+
+    /// Redeems a code, atomically and at most once: the first caller gets
+    /// [`Redemption::Redeemed`] and the code is bound to `session_id`; every later caller
+    /// gets [`Redemption::Replayed`] naming that session, so it can be revoked
+    /// (RFC 6749 §4.1.2). An unknown or expired code is [`Redemption::Unknown`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn redeem_code(
+        &self,
+        hash: &str,
+        session_id: &str,
+        now: UnixSeconds,
+    ) -> Result<Redemption, StoreError>;
+}

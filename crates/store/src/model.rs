@@ -1,0 +1,151 @@
+//! The records the ports store.
+
+use latchkey_token::UnixSeconds;
+use latchkey_token::expiry::Lifetime;
+use latchkey_token::refresh::RefreshState;
+use serde::{Deserialize, Serialize};
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// UUID.
+    pub id: String,
+    /// Login name, unique.
+    pub username: String,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    /// A disabled user cannot log in, refresh or resolve.
+    pub disabled: bool,
+    /// Why the user was disabled, for operators.
+    pub disabled_reason: Option<String>,
+    /// `X-Authgear-User-Verified`.
+    pub is_verified: bool,
+    /// Role keys, `X-Authgear-User-Roles`.
+    pub roles: Vec<String>,
+    /// Creation time.
+    pub created_at: UnixSeconds,
+}
+
+/// What kind of credential a session backs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// A browser login, carried by the session cookie (Authgear's IdP session).
+    Browser,
+    /// Tokens issued to one client by `/oauth2/token` (Authgear's offline grant).
+    Token,
+}
+
+impl SessionKind {
+    /// Stable name used by storage backends.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Browser => "browser",
+            SessionKind::Token => "token",
+        }
+    }
+
+    /// Parses [`SessionKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "browser" => Some(SessionKind::Browser),
+            "token" => Some(SessionKind::Token),
+            _ => None,
+        }
+    }
+}
+
+/// A session: a browser login or a client's token grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Random id; the public half of the cookie or refresh token.
+    pub id: String,
+    /// Browser or token.
+    pub kind: SessionKind,
+    /// Owner.
+    pub user_id: String,
+    /// The client a token session was issued to.
+    pub client_id: Option<String>,
+    /// The browser session a token session was created from; revoking the parent
+    /// revokes the child.
+    pub parent_id: Option<String>,
+    /// Creation time.
+    pub created_at: UnixSeconds,
+    /// When the user authenticated (`auth_time`).
+    pub authenticated_at: UnixSeconds,
+    /// Authentication methods (`amr`).
+    pub amr: Vec<String>,
+    /// Granted scopes (token sessions).
+    pub scopes: Vec<String>,
+    /// Absolute lifetime and idle timeout, fixed at creation.
+    pub lifetime: Lifetime,
+    /// Last recorded use (throttled).
+    pub last_used_at: UnixSeconds,
+    /// Set once revoked; a revoked session never becomes valid again.
+    pub revoked_at: Option<UnixSeconds>,
+    /// SHA-256 of the whole cookie value (browser sessions).
+    pub secret_hash: Option<String>,
+    /// Refresh-token state (token sessions that were granted `offline_access`).
+    pub refresh: Option<RefreshState>,
+    /// Incremented by every swap and revocation; the compare-and-swap key.
+    pub version: u64,
+    /// User agent at creation.
+    pub user_agent: Option<String>,
+    /// Client IP at creation.
+    pub ip: Option<String>,
+}
+
+impl Session {
+    /// When the session expires, by `min(created + lifetime, last use + idle)`.
+    pub fn expires_at(&self) -> UnixSeconds {
+        self.lifetime.expires_at(self.created_at, self.last_used_at)
+    }
+
+    /// Whether the session is neither revoked nor expired at `now`.
+    pub fn is_active(&self, now: UnixSeconds) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at()
+    }
+}
+
+/// An authorization code awaiting redemption. Stored by hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthCode {
+    /// SHA-256 of the code.
+    pub hash: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The `redirect_uri` of the authorization request, which the token request must repeat.
+    pub redirect_uri: String,
+    /// The authenticated user.
+    pub user_id: String,
+    /// The browser session the user authenticated in.
+    pub browser_session_id: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// OpenID `nonce`, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// PKCE S256 challenge, when one was sent.
+    pub code_challenge: Option<String>,
+    /// `auth_time`.
+    pub authenticated_at: UnixSeconds,
+    /// `amr`.
+    pub amr: Vec<String>,
+    /// Issue time.
+    pub created_at: UnixSeconds,
+    /// The code is unusable from this time on.
+    pub expires_at: UnixSeconds,
+}
+
+/// The result of redeeming a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption {
+    /// First redemption.
+    Redeemed(AuthCode),
+    /// Already redeemed; the session created by the first redemption.
+    Replayed {
+        /// Session to revoke.
+        session_id: String,
+    },
+    /// No such code, or expired.
+    Unknown,
+}
