@@ -1,1 +1,195 @@
-//! placeholder
+//! The runtime-neutral HTTP layer of Latchkey: one handler per endpoint,
+//! `http::Request<Bytes>` in, `http::Response<Bytes>` out.
+//!
+//! [`App::handle`] routes a request, parses it strictly ([`request`]), asks
+//! `latchkey-token` for every decision and a [`Store`] for state, and maps every error
+//! to HTTP in one place ([`error`]). It never touches a socket, the clock or the OS
+//! random source: runtime adapters (the local server, Lambda, Workers) turn their
+//! platform's request into an `http::Request`, pass a [`Clock`] and an [`Entropy`]
+//! in, and send the response back. Nothing here is `Send`-bound, so the same code runs
+//! on Workers' single-threaded executor. It must never log a token, cookie, code or
+//! password.
+
+mod authorize;
+pub mod config;
+mod cors;
+mod discovery;
+mod end_session;
+pub mod error;
+pub mod html;
+pub mod request;
+mod resolve;
+pub mod response;
+mod revoke;
+mod session;
+mod token;
+mod userinfo;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use latchkey_store::Store;
+use latchkey_token::keys::KeySet;
+use latchkey_token::{Clock, Entropy, UnixSeconds};
+
+pub use config::{Config, ConfigError, Secrets, parse_config, parse_secrets};
+pub use request::MAX_BODY_BYTES;
+pub use response::Response;
+
+use error::{ApiError, PageError};
+
+/// The peer address of a request, set by the runtime adapter as a request extension.
+/// Recorded on new sessions; never trusted for anything else.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+/// Everything an endpoint needs: configuration, keys, the store and the runtime's
+/// clock and randomness.
+pub struct App<S> {
+    config: Arc<Config>,
+    keys: Arc<KeySet>,
+    store: S,
+    clock: Box<dyn Clock>,
+    entropy: Box<dyn Entropy>,
+}
+
+/// How a route answers errors.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Api,
+    Page,
+}
+
+impl<S: Store> App<S> {
+    /// Builds the application.
+    pub fn new(
+        config: Arc<Config>,
+        keys: Arc<KeySet>,
+        store: S,
+        clock: Box<dyn Clock>,
+        entropy: Box<dyn Entropy>,
+    ) -> Self {
+        App {
+            config,
+            keys,
+            store,
+            clock,
+            entropy,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub(crate) fn now(&self) -> UnixSeconds {
+        self.clock.now()
+    }
+
+    /// Answers one request. Never panics on any input; every failure is a response.
+    pub async fn handle(&self, req: Request<Bytes>) -> Response {
+        let path = req.uri().path().to_owned();
+        let (kind, cors) = match path.as_str() {
+            "/oauth2/authorize" | "/oauth2/end_session" => (Kind::Page, false),
+            "/_resolver/resolve" | "/healthz" => (Kind::Api, false),
+            _ => (Kind::Api, true),
+        };
+        let origin = request::header_text(req.headers(), "origin").map(str::to_owned);
+        let mut resp = if req.body().len() > MAX_BODY_BYTES {
+            match kind {
+                Kind::Api => ApiError::PayloadTooLarge.response(),
+                Kind::Page => PageError::PayloadTooLarge.response(&self.config.ui),
+            }
+        } else if cors && req.method() == Method::OPTIONS && known_api_path(&path) {
+            cors::preflight(&self.config, &req)
+        } else {
+            self.route(&path, req).await
+        };
+        if cors {
+            cors::decorate(&self.config, origin.as_deref(), &mut resp);
+        }
+        response::set_header(&mut resp, "x-content-type-options", "nosniff");
+        resp
+    }
+
+    async fn route(&self, path: &str, req: Request<Bytes>) -> Response {
+        let method = req.method().clone();
+        let api_method = |allow: &'static str, ok: bool| {
+            (!ok).then(|| ApiError::MethodNotAllowed(allow).response())
+        };
+        match path {
+            "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server" => {
+                api_method("GET, HEAD, OPTIONS", is_get(&method))
+                    .unwrap_or_else(|| discovery::discovery(self))
+            }
+            "/oauth2/jwks" => api_method("GET, HEAD, OPTIONS", is_get(&method))
+                .unwrap_or_else(|| discovery::jwks(self)),
+            "/oauth2/token" => match api_method("POST, OPTIONS", method == Method::POST) {
+                Some(r) => r,
+                None => self.token(&req).await.unwrap_or_else(|e| e.response()),
+            },
+            "/oauth2/revoke" => match api_method("POST, OPTIONS", method == Method::POST) {
+                Some(r) => r,
+                None => self.revoke(&req).await.unwrap_or_else(|e| e.response()),
+            },
+            "/oauth2/userinfo" => match api_method(
+                "GET, POST, OPTIONS",
+                method == Method::GET || method == Method::POST,
+            ) {
+                Some(r) => r,
+                None => self.userinfo(&req).await.unwrap_or_else(|e| e.response()),
+            },
+            "/_resolver/resolve" => match api_method("GET, HEAD", is_get(&method)) {
+                Some(r) => r,
+                None => self.resolve(&req).await.unwrap_or_else(|e| e.response()),
+            },
+            "/oauth2/authorize" => {
+                if method != Method::GET && method != Method::POST {
+                    return PageError::MethodNotAllowed("GET, POST").response(&self.config.ui);
+                }
+                self.authorize(&req)
+                    .await
+                    .unwrap_or_else(|e| e.response(&self.config.ui))
+            }
+            "/oauth2/end_session" => {
+                if method != Method::GET && method != Method::POST {
+                    return PageError::MethodNotAllowed("GET, POST").response(&self.config.ui);
+                }
+                self.end_session(&req)
+                    .await
+                    .unwrap_or_else(|e| e.response(&self.config.ui))
+            }
+            "/healthz" => match api_method("GET, HEAD", is_get(&method)) {
+                Some(r) => r,
+                None => match self.store.session("healthz-probe").await {
+                    Ok(_) => response::json(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+                    Err(e) => ApiError::from(e).response(),
+                },
+            },
+            _ => ApiError::NotFound.response(),
+        }
+    }
+}
+
+fn is_get(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+fn known_api_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/.well-known/openid-configuration"
+            | "/.well-known/oauth-authorization-server"
+            | "/oauth2/jwks"
+            | "/oauth2/token"
+            | "/oauth2/revoke"
+            | "/oauth2/userinfo"
+    )
+}

@@ -137,6 +137,8 @@ pub struct AuthCode {
 }
 
 /// The result of redeeming a code.
+// A short-lived return value, never stored in bulk: boxing would cost more than it saves.
+#[expect(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redemption {
     /// First redemption.

@@ -94,6 +94,10 @@ pub struct Verified<C> {
     pub issued_at: Option<UnixSeconds>,
     /// `jti`
     pub jwt_id: Option<String>,
+    /// `aud`, as a list.
+    pub audiences: Vec<String>,
+    /// `nonce`
+    pub nonce: Option<String>,
     /// The custom claims.
     pub claims: C,
     /// `kid` of the key that verified it.
@@ -129,8 +133,10 @@ pub enum TokenError {
 pub struct Expectations<'a> {
     /// Required `iss`.
     pub issuer: &'a str,
-    /// Required member of `aud`.
-    pub audience: &'a str,
+    /// Required member of `aud`; `None` leaves the audience to the caller, who must
+    /// check [`Verified::audiences`] (used for `id_token_hint`, whose client is unknown
+    /// until it is read).
+    pub audience: Option<&'a str>,
     /// The current time.
     pub now: UnixSeconds,
     /// Allowed clock skew for `exp`, `nbf` and `iat`, in seconds.
@@ -217,7 +223,7 @@ fn verify_with<C: serde::de::DeserializeOwned>(
         required_key_id: Some(kid.to_owned()),
         required_signature_type: Some(typ.to_owned()),
         allowed_issuers: Some(HashSet::from([expect.issuer.to_owned()])),
-        allowed_audiences: Some(HashSet::from([expect.audience.to_owned()])),
+        allowed_audiences: expect.audience.map(|a| HashSet::from([a.to_owned()])),
         time_tolerance: Some(Duration::from_secs(expect.tolerance_seconds)),
         max_token_length: Some(MAX_TOKEN_LENGTH),
         artificial_time: Some(Duration::from_secs(expect.now)),
@@ -239,6 +245,12 @@ fn verify_with<C: serde::de::DeserializeOwned>(
         expires_at,
         issued_at: claims.issued_at.map(|t| t.as_secs()),
         jwt_id: claims.jwt_id,
+        audiences: match claims.audiences {
+            Some(Audiences::AsSet(set)) => set.into_iter().collect(),
+            Some(Audiences::AsString(a)) => vec![a],
+            None => Vec::new(),
+        },
+        nonce: claims.nonce,
         claims: claims.custom,
         kid: kid.to_owned(),
     })

@@ -66,14 +66,15 @@ pub enum KeyError {
     },
 }
 
+// RSA keys are boxed: they are far larger than the EC and Ed25519 ones.
 pub(crate) enum Private {
-    Rs256(RS256KeyPair),
+    Rs256(Box<RS256KeyPair>),
     Es256(ES256KeyPair),
     EdDsa(Ed25519KeyPair),
 }
 
 pub(crate) enum Public {
-    Rs256(RS256PublicKey),
+    Rs256(Box<RS256PublicKey>),
     Es256(ES256PublicKey),
     EdDsa(Ed25519PublicKey),
 }
@@ -147,13 +148,13 @@ fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
             ));
         }
     };
-    if let Some(declared) = obj.get("alg") {
-        if declared.as_str() != Some(alg.name()) {
-            return Err(invalid(
-                index,
-                format!("alg must be {} for a {kty} key", alg.name()),
-            ));
-        }
+    if let Some(declared) = obj.get("alg")
+        && declared.as_str() != Some(alg.name())
+    {
+        return Err(invalid(
+            index,
+            format!("alg must be {} for a {kty} key", alg.name()),
+        ));
     }
     let stripped: Map<String, Value> = obj
         .iter()
@@ -173,7 +174,12 @@ fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
             let public = pair.public_key();
             let t = pair.jwk_thumbprint();
             let p = public.to_jwk();
-            (Private::Rs256(pair), Public::Rs256(public), t, p)
+            (
+                Private::Rs256(Box::new(pair)),
+                Public::Rs256(Box::new(public)),
+                t,
+                p,
+            )
         }
         Algorithm::Es256 => {
             let pair = ES256KeyPair::from_jwk(&text).map_err(bad)?;
@@ -201,7 +207,7 @@ fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
         }
     };
     let private = match private {
-        Private::Rs256(p) => Private::Rs256(p.with_key_id(&kid)),
+        Private::Rs256(p) => Private::Rs256(Box::new(p.with_key_id(&kid))),
         Private::Es256(p) => Private::Es256(p.with_key_id(&kid)),
         Private::EdDsa(p) => Private::EdDsa(p.with_key_id(&kid)),
     };

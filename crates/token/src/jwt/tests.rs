@@ -26,7 +26,7 @@ fn registered(now: u64) -> Registered<'static> {
 fn expect(now: u64) -> Expectations<'static> {
     Expectations {
         issuer: "https://id.example.com",
-        audience: "https://id.example.com",
+        audience: Some("https://id.example.com"),
         now,
         tolerance_seconds: 60,
     }
@@ -123,7 +123,7 @@ fn wrong_issuer_audience_key_or_type_is_rejected() {
     e.issuer = "https://evil.example.com";
     assert!(set.verify_access_token(&token, &e).is_err());
     let mut e = expect(1100);
-    e.audience = "https://other.example.com";
+    e.audience = Some("https://other.example.com");
     assert!(set.verify_access_token(&token, &e).is_err());
     // Same kid, different key material: signature fails.
     assert!(

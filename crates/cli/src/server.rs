@@ -1,0 +1,192 @@
+//! `latchkey serve`: the local server. A thin adapter: hyper parses HTTP, the core
+//! answers.
+//!
+//! The core's futures are not `Send` (so they also run on Workers), which suits a
+//! per-core design: one thread per core, each with a single-threaded tokio runtime and
+//! its own `App`, all accepting on the same listening socket. Store calls are
+//! synchronous SQLite transactions of microseconds (a commit waits for fsync), made on
+//! the worker thread.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use latchkey_endpoints::{App, ClientAddr, Config, MAX_BODY_BYTES};
+use latchkey_store_sqlite::SqliteStore;
+use latchkey_token::keys::KeySet;
+use tokio::sync::watch;
+
+use crate::runtime::{OsEntropy, SystemClock};
+
+/// How long a client may take to send headers, or the body, before the connection is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish after SIGTERM.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads the body, stopping once it exceeds the limit: the core answers 413 for a body
+/// longer than `MAX_BODY_BYTES`, so more than one byte past it is never needed.
+async fn read_body(body: Incoming) -> Result<Bytes, hyper::Error> {
+    let mut body = body;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > MAX_BODY_BYTES {
+                break;
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+async fn serve_one(
+    app: Rc<App<SqliteStore>>,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
+    #[expect(clippy::disallowed_methods, reason = "request latency is measured in the runtime adapter")]
+    let started = std::time::Instant::now();
+    let (parts, body) = req.into_parts();
+    let body = match tokio::time::timeout(READ_TIMEOUT, read_body(body)).await {
+        Ok(Ok(b)) => b,
+        // A body that stalls or breaks ends the connection; there is no one to answer.
+        Ok(Err(e)) => return Err(std::io::Error::other(e)),
+        Err(_) => return Err(std::io::Error::other("request body timed out")),
+    };
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_owned();
+    let mut req = http::Request::from_parts(parts, body);
+    req.extensions_mut()
+        .insert(ClientAddr(peer.ip().to_string()));
+    let resp = app.handle(req).await;
+    // The path only: queries carry codes and tokens, which must never reach a log.
+    tracing::info!(
+        target: "latchkey::access",
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    let (parts, body) = resp.into_parts();
+    Ok(hyper::Response::from_parts(parts, Full::new(body)))
+}
+
+async fn worker_loop(
+    listener: StdListener,
+    app: App<SqliteStore>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let app = Rc::new(app);
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(READ_TIMEOUT)
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), service_fn(move |req| serve_one(app.clone(), peer, req)));
+                let conn = graceful.watch(conn);
+                tokio::task::spawn_local(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish in time");
+    }
+    Ok(())
+}
+
+/// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
+pub fn run(
+    listener: StdListener,
+    config: Arc<Config>,
+    keys: Arc<KeySet>,
+    store: SqliteStore,
+) -> Result<(), String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 16);
+    let (tx, rx) = watch::channel(false);
+    let mut handles = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let listener = listener.try_clone().map_err(|e| e.to_string())?;
+        let (config, keys, store, rx) = (config.clone(), keys.clone(), store.clone(), rx.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("latchkey-worker-{i}"))
+            .spawn(move || -> Result<(), String> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let local = tokio::task::LocalSet::new();
+                let app = App::new(
+                    config,
+                    keys,
+                    store,
+                    Box::new(SystemClock),
+                    Box::new(OsEntropy),
+                );
+                local
+                    .block_on(&rt, worker_loop(listener, app, rx))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| e.to_string())?;
+        handles.push(handle);
+    }
+    drop(listener);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+        }
+        Ok::<(), String>(())
+    })?;
+    let _ = tx.send(true);
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a worker thread panicked".into()),
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! `/oauth2/authorize`: the authorization endpoint and the login form behind it.
+//!
+//! Errors about the client or the redirect URI are shown as a page and never
+//! redirected (the redirect target is what could not be trusted); every other error
+//! is redirected to the registered URI with `error`, `state` and `iss` (RFC 6749
+//! §4.1.2.1, RFC 9207). The login form posts back to this endpoint with the original
+//! parameters, so no server-side state exists before the user authenticates.
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use latchkey_store::{AuthCode, Session, Store, User};
+use latchkey_token::{password, pkce, secret};
+use url::Url;
+
+use crate::App;
+use crate::config::{Client, GrantType};
+use crate::discovery::SUPPORTED_SCOPES;
+use crate::error::PageError;
+use crate::html;
+use crate::request::{Params, is_form};
+use crate::response::{Response, add_cookie, html, redirect};
+use crate::session::CookieSession;
+
+/// Lifetime of an authorization code (Authgear: 5 minutes).
+pub const CODE_LIFETIME_SECONDS: u64 = 300;
+
+/// The parameters carried through the login form.
+const CARRIED: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "login_hint",
+];
+
+const MAX_PARAM_LEN: usize = 2048;
+const BAD_CREDENTIALS: &str = "Incorrect username or password.";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ResponseType {
+    Code,
+    None,
+}
+
+/// A validated authorization request.
+struct AuthRequest<'a> {
+    client: &'a Client,
+    redirect_uri: String,
+    response_type: ResponseType,
+    scopes: Vec<String>,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    prompt_login: bool,
+    prompt_none: bool,
+    max_age: Option<u64>,
+    login_hint: Option<String>,
+    carried: Vec<(String, String)>,
+}
+
+/// An error to send back to the client's redirect URI.
+struct RedirectError {
+    code: &'static str,
+    description: &'static str,
+}
+
+fn redirect_error(code: &'static str, description: &'static str) -> RedirectError {
+    RedirectError { code, description }
+}
+
+impl<S: Store> App<S> {
+    pub(crate) async fn authorize(&self, req: &Request<Bytes>) -> Result<Response, PageError> {
+        let params = if req.method() == Method::POST {
+            if !is_form(req.headers()) {
+                return Err(PageError::BadRequest(
+                    "The form must be sent as application/x-www-form-urlencoded.".into(),
+                ));
+            }
+            Params::parse(req.body())?
+        } else {
+            Params::parse(req.uri().query().unwrap_or_default().as_bytes())?
+        };
+        let client_id = params
+            .get("client_id")
+            .ok_or_else(|| PageError::BadRequest("The request has no client_id.".into()))?;
+        let client = self
+            .config
+            .client(client_id)
+            .ok_or_else(|| PageError::BadRequest("The application is not registered.".into()))?;
+        let redirect_uri = params
+            .get("redirect_uri")
+            .ok_or_else(|| PageError::BadRequest("The request has no redirect_uri.".into()))?;
+        if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+            return Err(PageError::BadRequest(
+                "The redirect_uri is not registered for this application.".into(),
+            ));
+        }
+        let state = params.get("state").map(str::to_owned);
+        let auth = match self.validate(client, redirect_uri, &params) {
+            Ok(a) => a,
+            Err(e) => return Ok(self.error_redirect(redirect_uri, state.as_deref(), &e)),
+        };
+        let is_login = req.method() == Method::POST && params.get("username").is_some();
+        if is_login {
+            return self.login(req, &auth, &params).await;
+        }
+        let now = self.now();
+        let reusable = match self.cookie_session(req.headers()).await? {
+            CookieSession::Valid(session, user) => {
+                let too_old = auth
+                    .max_age
+                    .is_some_and(|m| now.saturating_sub(session.authenticated_at) > m);
+                (!auth.prompt_login && !too_old).then_some((session, user))
+            }
+            _ => None,
+        };
+        match reusable {
+            Some((session, user)) => {
+                self.record_use(&session, now).await?;
+                self.complete(&auth, &session, &user, None).await
+            }
+            None if auth.prompt_none => Ok(self.error_redirect(
+                &auth.redirect_uri,
+                auth.state.as_deref(),
+                &redirect_error("login_required", "the user must sign in"),
+            )),
+            None => Ok(self.login_form(
+                req,
+                &auth,
+                auth.login_hint.as_deref().unwrap_or_default(),
+                None,
+                StatusCode::OK,
+            )),
+        }
+    }
+
+    fn validate<'c>(
+        &self,
+        client: &'c Client,
+        redirect_uri: &str,
+        params: &Params,
+    ) -> Result<AuthRequest<'c>, RedirectError> {
+        if params.pairs().iter().any(|(_, v)| v.len() > MAX_PARAM_LEN) {
+            return Err(redirect_error("invalid_request", "a parameter is too long"));
+        }
+        let response_type = match params.get("response_type") {
+            Some("code") => ResponseType::Code,
+            Some("none") => ResponseType::None,
+            Some(_) => {
+                return Err(redirect_error(
+                    "unsupported_response_type",
+                    "response_type must be code or none",
+                ));
+            }
+            None => {
+                return Err(redirect_error(
+                    "invalid_request",
+                    "response_type is required",
+                ));
+            }
+        };
+        if !client.allows(GrantType::AuthorizationCode) {
+            return Err(redirect_error(
+                "unauthorized_client",
+                "this client may not use the authorization endpoint",
+            ));
+        }
+        let requested: Vec<&str> = params
+            .get("scope")
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .collect();
+        if !requested.contains(&"openid") {
+            return Err(redirect_error("invalid_scope", "scope must include openid"));
+        }
+        let mut scopes: Vec<String> = Vec::new();
+        for s in requested {
+            let grantable = SUPPORTED_SCOPES.contains(&s)
+                && (s != "offline_access" || client.allows(GrantType::RefreshToken));
+            if grantable && !scopes.iter().any(|x| x == s) {
+                scopes.push(s.to_owned());
+            }
+        }
+        let method = params.get("code_challenge_method");
+        let challenge = params.get("code_challenge");
+        if method.is_some_and(|m| m != "S256") {
+            return Err(redirect_error(
+                "invalid_request",
+                "code_challenge_method must be S256",
+            ));
+        }
+        if let Some(c) = challenge
+            && !pkce::is_well_formed(c)
+        {
+            return Err(redirect_error(
+                "invalid_request",
+                "code_challenge is malformed",
+            ));
+        }
+        if response_type == ResponseType::Code && challenge.is_none() && !client.is_confidential() {
+            return Err(redirect_error(
+                "invalid_request",
+                "PKCE with S256 is required for public clients",
+            ));
+        }
+        let prompts: Vec<&str> = params
+            .get("prompt")
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let prompt_none = prompts.contains(&"none");
+        let prompt_login = prompts.contains(&"login");
+        if prompt_none && prompts.len() > 1 {
+            return Err(redirect_error(
+                "invalid_request",
+                "prompt=none cannot be combined with other values",
+            ));
+        }
+        let max_age = match params.get("max_age") {
+            Some(m) => Some(m.parse::<u64>().map_err(|_| {
+                redirect_error("invalid_request", "max_age must be a non-negative integer")
+            })?),
+            None => None,
+        };
+        let carried = CARRIED
+            .iter()
+            .filter_map(|n| params.get(n).map(|v| ((*n).to_owned(), v.to_owned())))
+            .collect();
+        Ok(AuthRequest {
+            client,
+            redirect_uri: redirect_uri.to_owned(),
+            response_type,
+            scopes,
+            state: params.get("state").map(str::to_owned),
+            nonce: params.get("nonce").map(str::to_owned),
+            code_challenge: challenge.map(str::to_owned),
+            prompt_login,
+            prompt_none,
+            max_age,
+            login_hint: params.get("login_hint").map(str::to_owned),
+            carried,
+        })
+    }
+
+    fn redirect_with(&self, redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
+        // The URI is registered, so it parsed when the config was validated.
+        let Ok(mut url) = Url::parse(redirect_uri) else {
+            return PageError::BadRequest("The redirect_uri is invalid.".into())
+                .response(&self.config.ui);
+        };
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in pairs {
+                q.append_pair(k, v);
+            }
+            q.append_pair("iss", &self.config.issuer);
+        }
+        redirect(url.as_str())
+    }
+
+    fn error_redirect(
+        &self,
+        redirect_uri: &str,
+        state: Option<&str>,
+        e: &RedirectError,
+    ) -> Response {
+        let mut pairs = vec![("error", e.code), ("error_description", e.description)];
+        if let Some(s) = state {
+            pairs.push(("state", s));
+        }
+        self.redirect_with(redirect_uri, &pairs)
+    }
+
+    fn login_form(
+        &self,
+        req: &Request<Bytes>,
+        auth: &AuthRequest<'_>,
+        username: &str,
+        error: Option<&str>,
+        status: StatusCode,
+    ) -> Response {
+        let (csrf, set_cookie) = self.csrf_token(req.headers());
+        let body = html::login_page(
+            &self.config.ui,
+            &auth.client.name,
+            &auth.carried,
+            username,
+            &csrf,
+            error,
+        );
+        let mut resp = html(status, body);
+        if let Some(c) = set_cookie {
+            add_cookie(&mut resp, &c);
+        }
+        resp
+    }
+
+    async fn login(
+        &self,
+        req: &Request<Bytes>,
+        auth: &AuthRequest<'_>,
+        params: &Params,
+    ) -> Result<Response, PageError> {
+        if !self.csrf_ok(req.headers(), params) {
+            return Err(PageError::BadRequest(
+                "The sign-in form expired. Go back, reload the page and try again.".into(),
+            ));
+        }
+        let username = params.get("username").unwrap_or_default();
+        let pw = params.get("password").unwrap_or_default();
+        let user = self.check_password(username, pw).await?;
+        let Some(user) = user else {
+            tracing::info!(client_id = %auth.client.id, "login failed");
+            return Ok(self.login_form(req, auth, username, Some(BAD_CREDENTIALS), StatusCode::OK));
+        };
+        let (session, cookie_value) = self.create_browser_session(&user, req).await?;
+        tracing::info!(client_id = %auth.client.id, user_id = %user.id, "login succeeded");
+        let max_age = self.config.session.lifetime_seconds;
+        self.complete(
+            auth,
+            &session,
+            &user,
+            Some(self.session_cookie(&cookie_value, max_age)),
+        )
+        .await
+    }
+
+    /// The user with this password, if it is right and the user may sign in. Unknown
+    /// users are checked against a dummy hash so all failures take the same time.
+    async fn check_password(&self, username: &str, pw: &str) -> Result<Option<User>, PageError> {
+        if username.is_empty() || username.len() > 256 || pw.is_empty() || pw.len() > 1024 {
+            return Ok(None);
+        }
+        let user = self.store.user_by_username(username).await?;
+        let hash = user
+            .as_ref()
+            .map_or(password::DUMMY_HASH, |u| u.password_hash.as_str());
+        let ok = password::verify(pw, hash);
+        Ok(user.filter(|u| ok && !u.disabled))
+    }
+
+    /// Finishes a successful authorization: a code (or nothing, for `response_type=none`)
+    /// redirected to the client, setting the session cookie when the user just signed in.
+    async fn complete(
+        &self,
+        auth: &AuthRequest<'_>,
+        session: &Session,
+        user: &User,
+        set_cookie: Option<String>,
+    ) -> Result<Response, PageError> {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        if auth.response_type == ResponseType::Code {
+            let now = self.now();
+            let code = secret::random_secret(self.entropy.as_ref());
+            self.store
+                .put_code(&AuthCode {
+                    hash: secret::sha256_hex(&code),
+                    client_id: auth.client.id.clone(),
+                    redirect_uri: auth.redirect_uri.clone(),
+                    user_id: user.id.clone(),
+                    browser_session_id: session.id.clone(),
+                    scopes: auth.scopes.clone(),
+                    nonce: auth.nonce.clone(),
+                    code_challenge: auth.code_challenge.clone(),
+                    authenticated_at: session.authenticated_at,
+                    amr: session.amr.clone(),
+                    created_at: now,
+                    expires_at: now + CODE_LIFETIME_SECONDS,
+                })
+                .await?;
+            pairs.push(("code", code));
+        }
+        if let Some(s) = &auth.state {
+            pairs.push(("state", s.clone()));
+        }
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut resp = self.redirect_with(&auth.redirect_uri, &borrowed);
+        if let Some(c) = set_cookie {
+            add_cookie(&mut resp, &c);
+        }
+        Ok(resp)
+    }
+}

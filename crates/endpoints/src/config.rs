@@ -1,0 +1,747 @@
+//! Typed configuration, validated once at start-up.
+//!
+//! Keys follow Authgear's `authgear.yaml` names where they exist, so client definitions
+//! can be brought over. Unknown keys are errors (a typo must not silently fall back to
+//! a default). Every error names the key path, e.g. `oauth.clients[0].redirect_uris[1]`.
+//! Secrets (signing keys, client secrets) live in a separate document with Authgear's
+//! `authgear.secrets.yaml` layout, so the config can be committed and the secrets not.
+
+use std::collections::{BTreeSet, HashMap};
+
+use latchkey_token::keys::KeySet;
+use latchkey_token::secret::sha256_hex;
+use serde::Deserialize;
+use url::Url;
+
+/// A configuration problem: the key path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Dotted key path (`http.public_origin`, `oauth.clients[0].client_id`).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn parse_yaml<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, ConfigError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        err(
+            if path == "." {
+                "(document)".to_owned()
+            } else {
+                path
+            },
+            inner,
+        )
+    })
+}
+
+const fn default_session_lifetime() -> u64 {
+    31_449_600
+}
+const fn default_idle_timeout() -> u64 {
+    2_592_000
+}
+const fn default_true() -> bool {
+    true
+}
+const fn default_access_token_lifetime() -> u64 {
+    1800
+}
+const fn default_tolerance() -> u64 {
+    60
+}
+
+/// `http`: where the service is and how its cookies look.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The issuer and the origin every URL is built from. Required.
+    pub public_origin: String,
+    /// Extra origins allowed by CORS, besides the origins of registered redirect URIs.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Prefix of every cookie name (default empty: the session cookie is `session`).
+    #[serde(default)]
+    pub cookie_prefix: String,
+    /// `Domain` of the session cookie; unset means host-only.
+    #[serde(default)]
+    pub cookie_domain: Option<String>,
+}
+
+/// `session`: browser (cookie) sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Absolute lifetime (default 52 weeks).
+    #[serde(default = "default_session_lifetime")]
+    pub lifetime_seconds: u64,
+    /// Whether an idle session expires (default true).
+    #[serde(default = "default_true")]
+    pub idle_timeout_enabled: bool,
+    /// Idle timeout (default 30 days).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            lifetime_seconds: default_session_lifetime(),
+            idle_timeout_enabled: true,
+            idle_timeout_seconds: default_idle_timeout(),
+        }
+    }
+}
+
+/// `jwt`: verification policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Clock skew tolerated for `exp`, `nbf` and `iat` (default 60 s).
+    #[serde(default = "default_tolerance")]
+    pub time_tolerance_seconds: u64,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            time_tolerance_seconds: default_tolerance(),
+        }
+    }
+}
+
+/// `resolver`: the forward-auth endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolverConfig {
+    /// Answer 401 instead of `Session-Valid: false` or an anonymous 200 (default false).
+    #[serde(default)]
+    pub strict: bool,
+}
+
+/// `ui`: branding of the login page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// Shown as the page title and heading (default "Latchkey").
+    #[serde(default = "default_product_name")]
+    pub product_name: String,
+    /// An https (or same-origin) image URL shown above the form.
+    #[serde(default)]
+    pub logo_url: Option<String>,
+    /// Accent colour, `#rrggbb` (default `#1f6feb`).
+    #[serde(default = "default_primary_color")]
+    pub primary_color: String,
+}
+
+fn default_product_name() -> String {
+    "Latchkey".into()
+}
+fn default_primary_color() -> String {
+    "#1f6feb".into()
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            product_name: default_product_name(),
+            logo_url: None,
+            primary_color: default_primary_color(),
+        }
+    }
+}
+
+/// `x_application_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationType {
+    /// Single-page app: public, PKCE required.
+    Spa,
+    /// Mobile or desktop app: public, PKCE required.
+    Native,
+    /// Server-rendered app: public unless it has a secret, then it must authenticate.
+    TraditionalWebapp,
+    /// First-party confidential client: needs a secret; may use client_credentials.
+    Confidential,
+    /// Machine-to-machine: needs a secret; client_credentials only.
+    M2m,
+}
+
+/// Grant types a client may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// `authorization_code`
+    AuthorizationCode,
+    /// `refresh_token`
+    RefreshToken,
+    /// `client_credentials`
+    ClientCredentials,
+}
+
+/// One `oauth.clients[]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    client_id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    client_name: Option<String>,
+    x_application_type: ApplicationType,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    grant_types: Option<Vec<GrantType>>,
+    #[serde(default)]
+    response_types: Option<Vec<String>>,
+    #[serde(default = "default_access_token_lifetime")]
+    access_token_lifetime_seconds: u64,
+    #[serde(default)]
+    refresh_token_lifetime_seconds: Option<u64>,
+    #[serde(default = "default_true")]
+    refresh_token_idle_timeout_enabled: bool,
+    #[serde(default = "default_idle_timeout")]
+    refresh_token_idle_timeout_seconds: u64,
+    #[serde(default = "default_true")]
+    refresh_token_rotation_enabled: bool,
+    #[serde(default)]
+    issue_jwt_access_token: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOauth {
+    #[serde(default)]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    http: HttpConfig,
+    #[serde(default)]
+    session: SessionConfig,
+    #[serde(default)]
+    jwt: JwtConfig,
+    #[serde(default)]
+    resolver: ResolverConfig,
+    #[serde(default)]
+    ui: UiConfig,
+    #[serde(default)]
+    oauth: RawOauth,
+}
+
+/// A validated client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// `client_id`
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `x_application_type`
+    pub application_type: ApplicationType,
+    /// Exact-match redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact-match post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Allowed grants.
+    pub grant_types: BTreeSet<GrantType>,
+    /// Access-token lifetime.
+    pub access_token_lifetime_seconds: u64,
+    /// Token-session (refresh) absolute lifetime.
+    pub refresh_token_lifetime_seconds: u64,
+    /// Token-session idle timeout, `None` when disabled.
+    pub refresh_token_idle_timeout_seconds: Option<u64>,
+    /// Whether refresh tokens rotate.
+    pub refresh_token_rotation_enabled: bool,
+    /// SHA-256 hex of each accepted secret; empty for public clients.
+    pub secret_hashes: Vec<String>,
+}
+
+impl Client {
+    /// Whether the client authenticates with a secret (confidential).
+    pub fn is_confidential(&self) -> bool {
+        !self.secret_hashes.is_empty()
+    }
+
+    /// Whether `grant` is allowed.
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+/// The validated configuration the endpoints run with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The issuer: `http.public_origin`, normalised (no trailing slash).
+    pub issuer: String,
+    /// Whether the public origin is https (cookies get `Secure`).
+    pub https: bool,
+    /// `http.*`
+    pub http: HttpConfig,
+    /// `session.*`
+    pub session: SessionConfig,
+    /// `jwt.*`
+    pub jwt: JwtConfig,
+    /// `resolver.*`
+    pub resolver: ResolverConfig,
+    /// `ui.*`
+    pub ui: UiConfig,
+    /// Clients by id, in file order.
+    pub clients: Vec<Client>,
+    /// Every origin CORS allows.
+    pub cors_origins: BTreeSet<String>,
+}
+
+impl Config {
+    /// The client with `id`.
+    pub fn client(&self, id: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.id == id)
+    }
+
+    /// The browser session lifetime policy.
+    pub fn browser_lifetime(&self) -> latchkey_token::expiry::Lifetime {
+        latchkey_token::expiry::Lifetime {
+            lifetime_seconds: self.session.lifetime_seconds,
+            idle_timeout_seconds: self
+                .session
+                .idle_timeout_enabled
+                .then_some(self.session.idle_timeout_seconds),
+        }
+    }
+
+    /// Name of the session cookie (`<prefix>session`).
+    pub fn session_cookie_name(&self) -> String {
+        format!("{}session", self.http.cookie_prefix)
+    }
+
+    /// Name of the login-form CSRF cookie (`<prefix>csrf`).
+    pub fn csrf_cookie_name(&self) -> String {
+        format!("{}csrf", self.http.cookie_prefix)
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of an absolute http(s) URL.
+pub fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+fn parse_origin(path: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| err(path, format!("not a URL ({e}): {value:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(err(path, "must be an http or https origin"));
+    }
+    if url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
+        return Err(err(
+            path,
+            "must be an origin only (scheme, host, optional port), without path or query",
+        ));
+    }
+    Ok(url)
+}
+
+fn check_redirect_uri(path: &str, value: &str) -> Result<(), ConfigError> {
+    let url = Url::parse(value)
+        .map_err(|e| err(path, format!("not an absolute URL ({e}): {value:?}")))?;
+    if url.fragment().is_some() {
+        return Err(err(path, "must not contain a fragment"));
+    }
+    if matches!(url.scheme(), "javascript" | "data" | "file" | "vbscript") {
+        return Err(err(path, format!("scheme {} is not allowed", url.scheme())));
+    }
+    Ok(())
+}
+
+fn cookie_domain_ok(domain: &str, host: &str) -> bool {
+    let d = domain.trim_start_matches('.').to_ascii_lowercase();
+    let h = host.to_ascii_lowercase();
+    !d.is_empty() && (h == d || h.ends_with(&format!(".{d}")))
+}
+
+fn is_color(value: &str) -> bool {
+    value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Secrets in Authgear's `authgear.secrets.yaml` layout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    secrets: Vec<RawSecret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    key: String,
+    data: serde_yaml_ng::Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SigningKeys {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientSecrets {
+    items: Vec<ClientSecretItem>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientSecretItem {
+    client_id: String,
+    /// Authgear's form: oct JWKs whose `k` is the base64url secret.
+    #[serde(default)]
+    keys: Vec<OctKey>,
+    /// Latchkey's at-rest form: `sha256:<hex of SHA-256 of the secret>`.
+    #[serde(default)]
+    secret_hashes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct OctKey {
+    kty: String,
+    k: String,
+    #[serde(flatten)]
+    _rest: HashMap<String, serde_yaml_ng::Value>,
+}
+
+/// Loaded secrets: the key set and client secret hashes.
+pub struct Secrets {
+    /// Signing and verification keys.
+    pub keys: KeySet,
+    client_secret_hashes: HashMap<String, Vec<String>>,
+}
+
+/// Parses the secrets document.
+///
+/// # Errors
+/// A [`ConfigError`] naming the entry at fault.
+pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
+    use base64::Engine;
+    let raw: RawSecrets = parse_yaml(text)?;
+    let mut keys = None;
+    let mut client_secret_hashes: HashMap<String, Vec<String>> = HashMap::new();
+    for (i, secret) in raw.secrets.iter().enumerate() {
+        let path = format!("secrets[{i}].data");
+        match secret.key.as_str() {
+            "oauth" => {
+                let data: SigningKeys = serde_yaml_ng::from_value(secret.data.clone())
+                    .map_err(|e| err(&path, e.to_string()))?;
+                let set = KeySet::from_private_jwks(&data.keys)
+                    .map_err(|e| err(format!("{path}.keys"), e.to_string()))?;
+                keys = Some(set);
+            }
+            "oauth.client_secrets" => {
+                let data: ClientSecrets = serde_yaml_ng::from_value(secret.data.clone())
+                    .map_err(|e| err(&path, e.to_string()))?;
+                for (j, item) in data.items.iter().enumerate() {
+                    let entry = client_secret_hashes
+                        .entry(item.client_id.clone())
+                        .or_default();
+                    for (k, key) in item.keys.iter().enumerate() {
+                        let kpath = format!("{path}.items[{j}].keys[{k}]");
+                        if key.kty != "oct" {
+                            return Err(err(kpath, "client secrets must be oct keys"));
+                        }
+                        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(key.k.trim_end_matches('='))
+                            .map_err(|_| err(format!("{kpath}.k"), "not base64url"))?;
+                        let secret = String::from_utf8(bytes)
+                            .map_err(|_| err(format!("{kpath}.k"), "secret must be UTF-8 text"))?;
+                        if secret.len() < 16 {
+                            return Err(err(
+                                format!("{kpath}.k"),
+                                "client secrets must be at least 16 characters",
+                            ));
+                        }
+                        entry.push(sha256_hex(&secret));
+                    }
+                    for (k, h) in item.secret_hashes.iter().enumerate() {
+                        let hex = h
+                            .strip_prefix("sha256:")
+                            .filter(|x| x.len() == 64 && x.bytes().all(|b| b.is_ascii_hexdigit()));
+                        let Some(hex) = hex else {
+                            return Err(err(
+                                format!("{path}.items[{j}].secret_hashes[{k}]"),
+                                "must be sha256:<64 hex digits>",
+                            ));
+                        };
+                        entry.push(hex.to_ascii_lowercase());
+                    }
+                }
+            }
+            other => {
+                return Err(err(
+                    format!("secrets[{i}].key"),
+                    format!("unknown secret {other:?} (expected oauth or oauth.client_secrets)"),
+                ));
+            }
+        }
+    }
+    let keys = keys.ok_or_else(|| {
+        err(
+            "secrets",
+            "an `oauth` secret with at least one signing key is required",
+        )
+    })?;
+    Ok(Secrets {
+        keys,
+        client_secret_hashes,
+    })
+}
+
+/// Parses and validates the config document against the loaded secrets.
+///
+/// # Errors
+/// The first [`ConfigError`] found.
+pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError> {
+    let raw: RawConfig = parse_yaml(text)?;
+    let origin_url = parse_origin("http.public_origin", &raw.http.public_origin)?;
+    let issuer = origin_of(&origin_url);
+    let https = origin_url.scheme() == "https";
+    let mut cors_origins = BTreeSet::new();
+    for (i, o) in raw.http.allowed_origins.iter().enumerate() {
+        cors_origins.insert(origin_of(&parse_origin(
+            &format!("http.allowed_origins[{i}]"),
+            o,
+        )?));
+    }
+    if let Some(domain) = &raw.http.cookie_domain {
+        let host = origin_url.host_str().unwrap_or_default();
+        if !cookie_domain_ok(domain, host) {
+            return Err(err(
+                "http.cookie_domain",
+                format!(
+                    "{domain:?} is neither {host} nor a parent domain of it, so browsers would drop the cookie"
+                ),
+            ));
+        }
+    }
+    if !raw
+        .http
+        .cookie_prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(err(
+            "http.cookie_prefix",
+            "may contain only letters, digits, '_' and '-'",
+        ));
+    }
+    for (path, v) in [
+        ("session.lifetime_seconds", raw.session.lifetime_seconds),
+        (
+            "session.idle_timeout_seconds",
+            raw.session.idle_timeout_seconds,
+        ),
+    ] {
+        if v == 0 {
+            return Err(err(path, "must be at least 1"));
+        }
+    }
+    if let Some(logo) = &raw.ui.logo_url {
+        let ok = Url::parse(logo)
+            .map(|u| u.scheme() == "https" || origin_of(&u) == issuer)
+            .unwrap_or(false);
+        if !ok {
+            return Err(err(
+                "ui.logo_url",
+                "must be an https URL (or on the public origin)",
+            ));
+        }
+    }
+    if !is_color(&raw.ui.primary_color) {
+        return Err(err("ui.primary_color", "must be a colour like #1f6feb"));
+    }
+    let mut clients: Vec<Client> = Vec::new();
+    for (i, c) in raw.oauth.clients.iter().enumerate() {
+        let p = format!("oauth.clients[{i}]");
+        if c.client_id.is_empty()
+            || c.client_id.len() > 128
+            || !c
+                .client_id
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b':')
+        {
+            return Err(err(
+                format!("{p}.client_id"),
+                "must be 1-128 printable characters without ':' or spaces",
+            ));
+        }
+        if clients.iter().any(|o| o.id == c.client_id) {
+            return Err(err(
+                format!("{p}.client_id"),
+                format!("duplicate client_id {:?}", c.client_id),
+            ));
+        }
+        for (j, u) in c.redirect_uris.iter().enumerate() {
+            check_redirect_uri(&format!("{p}.redirect_uris[{j}]"), u)?;
+            if let Ok(url) = Url::parse(u)
+                && matches!(url.scheme(), "http" | "https")
+            {
+                cors_origins.insert(origin_of(&url));
+            }
+        }
+        for (j, u) in c.post_logout_redirect_uris.iter().enumerate() {
+            check_redirect_uri(&format!("{p}.post_logout_redirect_uris[{j}]"), u)?;
+        }
+        let m2m = c.x_application_type == ApplicationType::M2m;
+        if !m2m && c.redirect_uris.is_empty() {
+            return Err(err(
+                format!("{p}.redirect_uris"),
+                "at least one redirect URI is required",
+            ));
+        }
+        let secret_hashes = secrets
+            .client_secret_hashes
+            .get(&c.client_id)
+            .cloned()
+            .unwrap_or_default();
+        let needs_secret = matches!(
+            c.x_application_type,
+            ApplicationType::Confidential | ApplicationType::M2m
+        );
+        let forbids_secret = matches!(
+            c.x_application_type,
+            ApplicationType::Spa | ApplicationType::Native
+        );
+        if needs_secret && secret_hashes.is_empty() {
+            return Err(err(
+                format!("{p}.client_id"),
+                format!(
+                    "client {:?} is {:?} and needs a secret in oauth.client_secrets",
+                    c.client_id, c.x_application_type
+                ),
+            ));
+        }
+        if forbids_secret && !secret_hashes.is_empty() {
+            return Err(err(
+                format!("{p}.x_application_type"),
+                "spa and native clients are public and must not have a secret",
+            ));
+        }
+        let grant_types: BTreeSet<GrantType> = match (&c.grant_types, c.x_application_type) {
+            (_, ApplicationType::M2m) => BTreeSet::from([GrantType::ClientCredentials]),
+            (Some(g), _) => g.iter().copied().collect(),
+            (None, ApplicationType::Confidential) => BTreeSet::from([
+                GrantType::AuthorizationCode,
+                GrantType::RefreshToken,
+                GrantType::ClientCredentials,
+            ]),
+            (None, _) => BTreeSet::from([GrantType::AuthorizationCode, GrantType::RefreshToken]),
+        };
+        if m2m
+            && c.grant_types
+                .as_ref()
+                .is_some_and(|g| g.iter().any(|g| *g != GrantType::ClientCredentials))
+        {
+            return Err(err(
+                format!("{p}.grant_types"),
+                "m2m clients may only use client_credentials",
+            ));
+        }
+        if grant_types.contains(&GrantType::ClientCredentials) && !needs_secret {
+            return Err(err(
+                format!("{p}.grant_types"),
+                "client_credentials needs a confidential or m2m client",
+            ));
+        }
+        if let Some(rt) = &c.response_types {
+            for (j, t) in rt.iter().enumerate() {
+                if !matches!(t.as_str(), "code" | "none") {
+                    return Err(err(
+                        format!("{p}.response_types[{j}]"),
+                        format!("unsupported response type {t:?}"),
+                    ));
+                }
+            }
+        }
+        if c.issue_jwt_access_token == Some(false) {
+            return Err(err(
+                format!("{p}.issue_jwt_access_token"),
+                "opaque access tokens are not supported; access tokens are always JWTs",
+            ));
+        }
+        let at = c.access_token_lifetime_seconds;
+        if at == 0 || (m2m && at > 2_419_200) {
+            return Err(err(
+                format!("{p}.access_token_lifetime_seconds"),
+                "must be at least 1 (m2m: at most 2419200)",
+            ));
+        }
+        let rt_lifetime = c
+            .refresh_token_lifetime_seconds
+            .unwrap_or_else(|| at.max(31_449_600));
+        if rt_lifetime == 0 {
+            return Err(err(
+                format!("{p}.refresh_token_lifetime_seconds"),
+                "must be at least 1",
+            ));
+        }
+        if c.refresh_token_idle_timeout_seconds == 0 {
+            return Err(err(
+                format!("{p}.refresh_token_idle_timeout_seconds"),
+                "must be at least 1",
+            ));
+        }
+        clients.push(Client {
+            id: c.client_id.clone(),
+            name: c
+                .client_name
+                .clone()
+                .or_else(|| c.name.clone())
+                .unwrap_or_else(|| c.client_id.clone()),
+            application_type: c.x_application_type,
+            redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            grant_types,
+            access_token_lifetime_seconds: at,
+            refresh_token_lifetime_seconds: rt_lifetime,
+            refresh_token_idle_timeout_seconds: c
+                .refresh_token_idle_timeout_enabled
+                .then_some(c.refresh_token_idle_timeout_seconds),
+            refresh_token_rotation_enabled: c.refresh_token_rotation_enabled,
+            secret_hashes,
+        });
+    }
+    for id in secrets.client_secret_hashes.keys() {
+        if !clients.iter().any(|c| &c.id == id) {
+            return Err(err(
+                "oauth.client_secrets",
+                format!("secret for unknown client {id:?}"),
+            ));
+        }
+    }
+    Ok(Config {
+        issuer,
+        https,
+        http: raw.http,
+        session: raw.session,
+        jwt: raw.jwt,
+        resolver: raw.resolver,
+        ui: raw.ui,
+        clients,
+        cors_origins,
+    })
+}

@@ -1,0 +1,290 @@
+//! `/oauth2/token` (RFC 6749 §3.2): authorization code (with PKCE), refresh token
+//! (rotation with retry and reuse detection, see `latchkey_token::refresh`) and client
+//! credentials.
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use latchkey_store::{Redemption, RefreshOutcome, Session, SessionKind, Store, refresh};
+use latchkey_token::expiry::Lifetime;
+use latchkey_token::jwt::{AccessClaims, Registered};
+use latchkey_token::pkce;
+use latchkey_token::refresh::RefreshState;
+use latchkey_token::secret::{CompoundToken, new_compound, random_secret, random_uuid, sha256_hex};
+use serde_json::json;
+use url::Url;
+
+use crate::App;
+use crate::config::{Client, GrantType};
+use crate::error::ApiError;
+use crate::request::{Params, header_text, is_form};
+use crate::response::{Response, json, no_store};
+use crate::session::IssuedTokens;
+
+fn token_response(t: &IssuedTokens) -> Response {
+    let mut body = json!({
+        "access_token": t.access_token,
+        "token_type": "Bearer",
+        "expires_in": t.expires_in,
+        "scope": t.scope,
+    });
+    if let Some(id) = &t.id_token {
+        body["id_token"] = json!(id);
+    }
+    if let Some(rt) = &t.refresh_token {
+        body["refresh_token"] = json!(rt);
+    }
+    no_store(json(StatusCode::OK, &body))
+}
+
+fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, ApiError> {
+    params
+        .get(name)
+        .ok_or_else(|| ApiError::InvalidRequest(format!("{name} is required")))
+}
+
+impl<S: Store> App<S> {
+    pub(crate) async fn token(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
+        if !is_form(req.headers()) {
+            return Err(ApiError::InvalidRequest(
+                "the body must be application/x-www-form-urlencoded".into(),
+            ));
+        }
+        let params = Params::parse(req.body())?;
+        let grant_type = required(&params, "grant_type")?;
+        let client = self
+            .authenticate_client(req.headers(), &params)?
+            .ok_or_else(|| ApiError::InvalidClient {
+                description: "client_id is required".into(),
+                basic: false,
+            })?;
+        let grant = match grant_type {
+            "authorization_code" => GrantType::AuthorizationCode,
+            "refresh_token" => GrantType::RefreshToken,
+            "client_credentials" => GrantType::ClientCredentials,
+            other => {
+                return Err(ApiError::UnsupportedGrantType(format!(
+                    "grant type {other:?} is not supported"
+                )));
+            }
+        };
+        if !client.allows(grant) {
+            return Err(ApiError::UnauthorizedClient(format!(
+                "client may not use {grant_type}"
+            )));
+        }
+        match grant {
+            GrantType::AuthorizationCode => self.code_grant(req, client, &params).await,
+            GrantType::RefreshToken => self.refresh_grant(client, &params).await,
+            GrantType::ClientCredentials => self.client_credentials_grant(client, &params),
+        }
+    }
+
+    async fn code_grant(
+        &self,
+        req: &Request<Bytes>,
+        client: &Client,
+        params: &Params,
+    ) -> Result<Response, ApiError> {
+        let code = required(params, "code")?;
+        let redirect_uri = required(params, "redirect_uri")?;
+        let verifier = params.get("code_verifier");
+        let now = self.now();
+        let invalid = || ApiError::InvalidGrant("invalid authorization code".into());
+        if code.len() > 128 {
+            return Err(invalid());
+        }
+        let session_id = random_uuid(self.entropy.as_ref());
+        let grant = match self
+            .store
+            .redeem_code(&sha256_hex(code), &session_id, now)
+            .await?
+        {
+            Redemption::Redeemed(g) => g,
+            Redemption::Replayed { session_id } => {
+                // RFC 6749 §4.1.2: a replayed code revokes what it issued.
+                self.store.revoke_session(&session_id, now).await?;
+                tracing::warn!(client_id = %client.id, "authorization code replayed; its session was revoked");
+                return Err(invalid());
+            }
+            Redemption::Unknown => return Err(invalid()),
+        };
+        if grant.client_id != client.id || grant.redirect_uri != redirect_uri {
+            return Err(invalid());
+        }
+        match (&grant.code_challenge, verifier) {
+            (Some(challenge), Some(v)) if pkce::verify_s256(v, challenge) => {}
+            (None, None) => {}
+            // A verifier without a challenge is a downgrade attempt (RFC 9700 §4.8.2).
+            _ => return Err(ApiError::InvalidGrant("PKCE verification failed".into())),
+        }
+        let parent = self.store.session(&grant.browser_session_id).await?;
+        if !parent.is_some_and(|p| p.is_active(now)) {
+            return Err(ApiError::InvalidGrant(
+                "the session that authorized this code has ended".into(),
+            ));
+        }
+        let user = self
+            .active_user(&grant.user_id)
+            .await?
+            .ok_or_else(invalid)?;
+        let wants_refresh = grant.scopes.iter().any(|s| s == "offline_access")
+            && client.allows(GrantType::RefreshToken);
+        let refresh_token = wants_refresh.then(|| new_compound(self.entropy.as_ref(), &session_id));
+        let session = Session {
+            id: session_id,
+            kind: SessionKind::Token,
+            user_id: user.id.clone(),
+            client_id: Some(client.id.clone()),
+            parent_id: Some(grant.browser_session_id.clone()),
+            created_at: now,
+            authenticated_at: grant.authenticated_at,
+            amr: grant.amr.clone(),
+            scopes: grant.scopes.clone(),
+            lifetime: Lifetime {
+                lifetime_seconds: client.refresh_token_lifetime_seconds,
+                idle_timeout_seconds: client.refresh_token_idle_timeout_seconds,
+            },
+            last_used_at: now,
+            revoked_at: None,
+            secret_hash: None,
+            refresh: refresh_token
+                .as_deref()
+                .map(|t| RefreshState::new(sha256_hex(t))),
+            version: 0,
+            user_agent: header_text(req.headers(), "user-agent")
+                .map(|v| v.chars().take(256).collect()),
+            ip: req
+                .extensions()
+                .get::<crate::ClientAddr>()
+                .map(|a| a.0.clone()),
+        };
+        self.store.create_session(&session).await?;
+        tracing::info!(client_id = %client.id, user_id = %user.id, "tokens issued for a code");
+        let tokens = self.issue_tokens(
+            client,
+            &session,
+            &user,
+            &grant.scopes,
+            grant.nonce.clone(),
+            refresh_token,
+        )?;
+        Ok(token_response(&tokens))
+    }
+
+    async fn refresh_grant(&self, client: &Client, params: &Params) -> Result<Response, ApiError> {
+        let presented = required(params, "refresh_token")?;
+        let invalid = || ApiError::InvalidGrant("invalid refresh token".into());
+        let token = CompoundToken::parse(presented).ok_or_else(invalid)?;
+        let now = self.now();
+        let session = self.store.session(token.id).await?.ok_or_else(invalid)?;
+        if session.kind != SessionKind::Token
+            || session.client_id.as_deref() != Some(client.id.as_str())
+        {
+            return Err(invalid());
+        }
+        let user = self
+            .active_user(&session.user_id)
+            .await?
+            .ok_or_else(invalid)?;
+        let scopes = match params.get("scope") {
+            None => session.scopes.clone(),
+            Some(requested) => {
+                let requested: Vec<String> = requested
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if !requested.iter().all(|s| session.scopes.contains(s)) {
+                    return Err(ApiError::InvalidScope(
+                        "a refresh cannot widen the granted scope".into(),
+                    ));
+                }
+                requested
+            }
+        };
+        let successor = new_compound(self.entropy.as_ref(), token.id);
+        let outcome = refresh(
+            &self.store,
+            token.id,
+            &token.hash(),
+            &sha256_hex(&successor),
+            client.refresh_token_rotation_enabled,
+            now,
+        )
+        .await?;
+        let (session, refresh_token) = match outcome {
+            RefreshOutcome::Rotated(s) | RefreshOutcome::Retried(s) => (s, Some(successor)),
+            RefreshOutcome::Kept(s) => (s, None),
+            RefreshOutcome::ReuseDetected => {
+                tracing::warn!(client_id = %client.id, user_id = %user.id, "refresh token reuse detected; session revoked");
+                return Err(ApiError::InvalidGrant(
+                    "refresh token reuse detected; the session has been revoked".into(),
+                ));
+            }
+            RefreshOutcome::Invalid => return Err(invalid()),
+        };
+        let tokens = self.issue_tokens(client, &session, &user, &scopes, None, refresh_token)?;
+        Ok(token_response(&tokens))
+    }
+
+    fn client_credentials_grant(
+        &self,
+        client: &Client,
+        params: &Params,
+    ) -> Result<Response, ApiError> {
+        let scope: Vec<&str> = params
+            .get("scope")
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty() && *s != "openid" && *s != "offline_access")
+            .collect();
+        let scope = scope.join(" ");
+        if scope.len() > 1024 {
+            return Err(ApiError::InvalidScope("scope is too long".into()));
+        }
+        let audience = match params.get("resource") {
+            Some(r) => {
+                let url = Url::parse(r).map_err(|_| {
+                    ApiError::InvalidRequest("resource must be an absolute URI".into())
+                })?;
+                if url.fragment().is_some() {
+                    return Err(ApiError::InvalidRequest(
+                        "resource must not contain a fragment".into(),
+                    ));
+                }
+                r.to_owned()
+            }
+            None => self.config.issuer.clone(),
+        };
+        let subject = format!("client_id_{}", client.id);
+        let registered = Registered {
+            issuer: &self.config.issuer,
+            audience: &audience,
+            subject: &subject,
+            issued_at: self.now(),
+            lifetime_seconds: client.access_token_lifetime_seconds,
+            jwt_id: Some(sha256_hex(&random_secret(self.entropy.as_ref()))),
+            nonce: None,
+        };
+        let claims = AccessClaims {
+            client_id: client.id.clone(),
+            scope: scope.clone(),
+            ..Default::default()
+        };
+        let access_token = self
+            .keys
+            .sign_access_token(&registered, claims)
+            .map_err(|e| {
+                tracing::error!(error = %e, "token signing failed");
+                ApiError::Unavailable("token signing failed".into())
+            })?;
+        let tokens = IssuedTokens {
+            access_token,
+            expires_in: client.access_token_lifetime_seconds,
+            id_token: None,
+            refresh_token: None,
+            scope,
+        };
+        Ok(token_response(&tokens))
+    }
+}

@@ -1,0 +1,45 @@
+//! `/oauth2/userinfo` (OpenID Connect Core §5.3): bearer access token only, honouring
+//! revocation like the resolver.
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use latchkey_store::Store;
+use serde_json::json;
+
+use crate::App;
+use crate::error::ApiError;
+use crate::request::{Authorization, authorization};
+use crate::response::{Response, json, no_store};
+use crate::session::BearerSession;
+
+impl<S: Store> App<S> {
+    pub(crate) async fn userinfo(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
+        let token = match authorization(req.headers()) {
+            Authorization::Bearer(t) => t,
+            Authorization::None => return Err(ApiError::MissingToken),
+            _ => {
+                return Err(ApiError::InvalidToken(
+                    "the Authorization header must be a Bearer token".into(),
+                ));
+            }
+        };
+        let BearerSession::Valid(verified, session, user) = self.bearer_session(token).await?
+        else {
+            return Err(ApiError::InvalidToken(
+                "the access token is invalid, expired or revoked".into(),
+            ));
+        };
+        self.record_use(&session, self.now()).await?;
+        let mut body = json!({
+            "sub": user.id,
+            "https://authgear.com/claims/user/is_anonymous": false,
+            "https://authgear.com/claims/user/is_verified": user.is_verified,
+            "https://authgear.com/claims/user/can_reauthenticate": true,
+            "https://authgear.com/claims/user/roles": user.roles,
+        });
+        if verified.claims.scope.split(' ').any(|s| s == "profile") {
+            body["preferred_username"] = json!(user.username);
+        }
+        Ok(no_store(json(StatusCode::OK, &body)))
+    }
+}
