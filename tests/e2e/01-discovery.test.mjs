@@ -74,6 +74,7 @@ describe('discovery and JWKS (RS256 default)', { timeout: 60000 }, () => {
     assert.equal(k.kty, 'RSA');
     assert.equal(typeof k.n, 'string');
     assert.equal(typeof k.e, 'string');
+    assert.ok(Buffer.from(k.n, 'base64url').length >= 256, 'RSA modulus is at least 2048 bits');
   });
 
   it('RS256 tokens verify against the JWKS', async () => {

@@ -5,7 +5,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, baseConfig, demoClient, backendClient, Browser, req, authorizeUrl, pkce, randomString, parseForm,
-  parseSetCookie, DEMO_REDIRECT, DEMO_REDIRECT_LOCALHOST, DEFAULT_PASSWORD, redeemCode, resolve, runCli, sleep, authorize,
+  parseSetCookie, decodeJwt, login, DEMO_REDIRECT, DEMO_REDIRECT_LOCALHOST, DEFAULT_PASSWORD, redeemCode, resolve, runCli, sleep, authorize,
 } from './harness.mjs';
 
 const MSG = 'Incorrect username or password.';
@@ -89,6 +89,15 @@ describe('login page', { timeout: 120000 }, () => {
     assert.match(res.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
     assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
     for (const [k] of res.headers) assert.ok(!k.toLowerCase().startsWith('access-control-'), `no CORS header on authorize (${k})`);
+  });
+
+  it('POST /oauth2/authorize with only the authorize parameters shows the login form', async () => {
+    const p = params();
+    const res = await req(`${srv.origin}/oauth2/authorize`, { method: 'POST', form: p });
+    assert.equal(res.status, 200, `${res.status} ${res.location}`);
+    const form = parseForm(res.text);
+    assert.equal(form.fields.state, p.state);
+    assert.ok(form.fields.csrf_token);
   });
 
   it('wrong password, unknown user and disabled user all re-show the form with the same message', async () => {
@@ -181,6 +190,29 @@ describe('login page', { timeout: 120000 }, () => {
     assert.ok(a4.code);
   });
 
+  it('SSO via the cookie keeps the original auth_time and uses the new nonce', async () => {
+    const l = await login(srv.origin);
+    const t1 = decodeJwt(l.tokens.id_token).payload;
+    await sleep(1500);
+    const a2 = await authorize(srv.origin, { browser: l.browser, expectForm: false });
+    const r = await redeemCode(srv.origin, a2);
+    assert.equal(r.status, 200, r.text);
+    const t2 = decodeJwt(r.json().id_token).payload;
+    assert.equal(t2.nonce, a2.nonce, 'new nonce');
+    assert.equal(t2.auth_time, t1.auth_time, 'auth_time is the time of the login, not of the SSO');
+    assert.ok(t2.iat >= t1.iat + 1, 'iat is fresh');
+    assert.equal(decodeJwt(r.json().access_token).payload.auth_time, t1.auth_time);
+    assert.notEqual(t2.sid, t1.sid, 'each code exchange is its own session');
+  });
+
+  it('prompt=none with a session but max_age exceeded → error=login_required (no UI, no code)', async () => {
+    const b = new Browser(srv.origin);
+    await authorize(srv.origin, { browser: b });
+    await sleep(1100);
+    const p = params({ prompt: 'none', max_age: '0' });
+    assertErrorRedirect(await b.fetch(authorizeUrl(srv.origin, p)), p, 'login_required', srv.origin);
+  });
+
   it('prompt=login and max_age=0 force the form despite a session', async () => {
     const b = new Browser(srv.origin);
     await authorize(srv.origin, { browser: b });
@@ -204,6 +236,27 @@ describe('login page', { timeout: 120000 }, () => {
     const p = params({ prompt: 'none' });
     const res = await req(authorizeUrl(srv.origin, p));
     assertErrorRedirect(res, p, 'login_required', srv.origin);
+  });
+
+  it('state and other parameters are encoded, never injected (redirect and HTML)', async () => {
+    const evilState = 'a&code=evil&iss=https://evil.example#frag"><script>alert(1)</script>';
+    const a = await authorize(srv.origin, { extra: { state: evilState } });
+    assert.equal(a.callback.searchParams.get('state'), evilState, 'state round-trips exactly');
+    assert.equal(a.callback.searchParams.getAll('code').length, 1, 'one code parameter');
+    assert.notEqual(a.callback.searchParams.get('code'), 'evil');
+    assert.deepEqual(a.callback.searchParams.getAll('iss'), [srv.origin], 'one iss parameter, ours');
+    assert.equal(a.callback.hash, '', 'no fragment injected');
+    const xss = '"><script>alert(1)</script><input name="x" value="';
+    const page = await req(authorizeUrl(srv.origin, params({ login_hint: xss, state: xss, nonce: xss })));
+    assert.equal(page.status, 200);
+    assert.ok(!page.text.includes('<script>alert(1)</script>'), 'parameters are HTML-escaped on the login page');
+    const form = parseForm(page.text);
+    assert.equal(form.fields.username, xss, 'login_hint value survives escaping');
+    assert.equal(form.fields.state, xss);
+    assert.ok(!form.inputs.some((i) => i.name === 'x'), 'no injected input');
+    const err = await req(authorizeUrl(srv.origin, params({ client_id: '<script>alert(1)</script>' })));
+    assert.equal(err.status, 400);
+    assert.ok(!err.text.includes('<script>alert(1)</script>'), 'error page escapes the client_id');
   });
 
   it('login_hint prefills the username', async () => {
@@ -295,7 +348,11 @@ describe('cookie prefix and cookie domain', { timeout: 60000 }, () => {
   let srv;
   before(async () => {
     srv = await startServer({
-      config: (o) => baseConfig(o, { http: { cookie_prefix: 'lk_', cookie_domain: 'example.test' }, session: { lifetime_seconds: 86400 } }),
+      // cookie_domain must be the public origin's host or a parent of it, so the
+      // public origin is a name under example.test (requests still go to 127.0.0.1).
+      config: () => baseConfig('http://id.example.test', {
+        http: { cookie_prefix: 'lk_', cookie_domain: 'example.test' }, session: { lifetime_seconds: 86400 },
+      }),
     });
   });
   after(async () => { await srv?.cleanup(); });

@@ -12,6 +12,11 @@ import {
 const NOROTATE_REDIRECT = 'http://127.0.0.1:4002/callback';
 const SHORTIDLE_REDIRECT = 'http://127.0.0.1:4003/callback';
 const OTHER_REDIRECT = 'http://127.0.0.1:4004/callback';
+const SHORTLIFE_REDIRECT = 'http://127.0.0.1:4006/callback';
+const NOIDLE_REDIRECT = 'http://127.0.0.1:4007/callback';
+const WEBAPP_REDIRECT = 'http://127.0.0.1:4008/callback';
+const WEBPUBLIC_REDIRECT = 'http://127.0.0.1:4009/callback';
+const WEBAPP_SECRET = 'webapp-secret-abcdefghijklmnop';
 
 function checkTokenHeaders(r, what = '') {
   assert.match(r.headers.get('cache-control') ?? '', /no-store/, `${what} Cache-Control: no-store (${r.status})`);
@@ -43,10 +48,18 @@ describe('token endpoint', { timeout: 180000 }, () => {
   let srv;
   before(async () => {
     srv = await startServer({
+      clientSecrets: { backend: BACKEND_SECRET, webapp: WEBAPP_SECRET },
       config: (o) => baseConfig(o, {
         clients: [
           demoClient(),
           backendClient(),
+          clientConfig({ client_id: 'shortlife', name: 'Short lifetime', redirect_uris: [SHORTLIFE_REDIRECT], refresh_token_lifetime_seconds: 2 }),
+          clientConfig({
+            client_id: 'noidle', name: 'No idle timeout', redirect_uris: [NOIDLE_REDIRECT],
+            refresh_token_idle_timeout_enabled: false, refresh_token_idle_timeout_seconds: 2,
+          }),
+          clientConfig({ client_id: 'webapp', name: 'Web app (secret)', x_application_type: 'traditional_webapp', redirect_uris: [WEBAPP_REDIRECT], post_logout_redirect_uris: ['http://127.0.0.1:4008/'] }),
+          clientConfig({ client_id: 'webpublic', name: 'Web app (public)', x_application_type: 'traditional_webapp', redirect_uris: [WEBPUBLIC_REDIRECT], post_logout_redirect_uris: ['http://127.0.0.1:4009/'] }),
           clientConfig({ client_id: 'norotate', name: 'No rotation', redirect_uris: [NOROTATE_REDIRECT], refresh_token_rotation_enabled: false }),
           clientConfig({ client_id: 'shortidle', name: 'Short idle', redirect_uris: [SHORTIDLE_REDIRECT], refresh_token_idle_timeout_seconds: 2 }),
           clientConfig({ client_id: 'other', name: 'Other SPA', redirect_uris: [OTHER_REDIRECT] }),
@@ -181,6 +194,34 @@ describe('token endpoint', { timeout: 180000 }, () => {
     expectError(await refresh(srv.origin, r2.refresh_token), 400, 'invalid_grant', 'live token after reuse');
   });
 
+  it('rotation retry works at any position of the chain (the previous token, not only the first)', async () => {
+    const { tokens } = await login(srv.origin);
+    const r1 = expectOk(await refresh(srv.origin, tokens.refresh_token));
+    const r2 = expectOk(await refresh(srv.origin, r1.refresh_token), 'use r1');
+    const r2b = expectOk(await refresh(srv.origin, r1.refresh_token), 'retry with r1 (r2 unused)');
+    assert.notEqual(r2b.refresh_token, r2.refresh_token);
+    const r3 = expectOk(await refresh(srv.origin, r2b.refresh_token), 'the retried successor works');
+    assert.equal(await valid(srv.origin, r3.access_token), 'true');
+    expectError(await refresh(srv.origin, tokens.refresh_token), 400, 'invalid_grant', 'the first token is long gone');
+    assert.equal(await valid(srv.origin, r3.access_token), 'false', 'and presenting it is reuse');
+  });
+
+  it('every access token has a unique jti; expires_in matches exp - iat', async () => {
+    const { tokens } = await login(srv.origin);
+    const seen = new Set();
+    let rt = tokens.refresh_token;
+    for (const t of [tokens, ...await (async () => {
+      const out = [];
+      for (let i = 0; i < 3; i++) { const n = expectOk(await refresh(srv.origin, rt)); rt = n.refresh_token; out.push(n); }
+      return out;
+    })()]) {
+      const c = decodeJwt(t.access_token).payload;
+      assert.ok(!seen.has(c.jti), 'unique jti');
+      seen.add(c.jti);
+      assert.ok(Math.abs(t.expires_in - (c.exp - c.iat)) <= 1, `expires_in ${t.expires_in} vs exp-iat ${c.exp - c.iat}`);
+    }
+  });
+
   it('reuse of an older token after the successor was used revokes the session', async () => {
     const { tokens } = await login(srv.origin);
     const t0 = tokens.refresh_token;
@@ -207,6 +248,34 @@ describe('token endpoint', { timeout: 180000 }, () => {
     expectError(await refresh(srv.origin, tokens.refresh_token, { clientId: 'shortidle' }), 400, 'invalid_grant', 'after the idle timeout');
   });
 
+  it('refresh token lifetime → invalid_grant after it (even when used meanwhile)', async () => {
+    const { tokens } = await login(srv.origin, { clientId: 'shortlife', redirectUri: SHORTLIFE_REDIRECT });
+    const t1 = expectOk(await refresh(srv.origin, tokens.refresh_token, { clientId: 'shortlife' }), 'within the lifetime');
+    await sleep(2600);
+    expectError(await refresh(srv.origin, t1.refresh_token, { clientId: 'shortlife' }), 400, 'invalid_grant', 'after the lifetime');
+  });
+
+  it('refresh_token_idle_timeout_enabled: false ignores the idle timeout', async () => {
+    const { tokens } = await login(srv.origin, { clientId: 'noidle', redirectUri: NOIDLE_REDIRECT });
+    await sleep(3000);
+    expectOk(await refresh(srv.origin, tokens.refresh_token, { clientId: 'noidle' }), 'idle timeout disabled');
+  });
+
+  it('traditional_webapp with a secret must authenticate; without one it is public and needs PKCE', async () => {
+    const a = await authorize(srv.origin, { clientId: 'webapp', redirectUri: WEBAPP_REDIRECT });
+    expectError(await redeemCode(srv.origin, a, { auth: {}, extra: { client_id: 'webapp' } }), 401, 'invalid_client', 'webapp without its secret');
+    const t = expectOk(await redeemCode(srv.origin, a, { auth: { basic: ['webapp', WEBAPP_SECRET] } }), 'webapp with its secret');
+    expectOk(await refresh(srv.origin, t.refresh_token, { clientId: 'webapp', auth: { basic: ['webapp', WEBAPP_SECRET] } }), 'webapp refresh');
+    // the public one: no code_challenge → invalid_request at authorize
+    const u = new URL('/oauth2/authorize', srv.origin);
+    for (const [k, v] of Object.entries({ response_type: 'code', client_id: 'webpublic', redirect_uri: WEBPUBLIC_REDIRECT, scope: 'openid', state: 'w' })) u.searchParams.set(k, v);
+    const r = await req(u.toString());
+    assert.equal(r.status, 302, `${r.status}`);
+    assert.equal(new URL(r.location).searchParams.get('error'), 'invalid_request');
+    const a2 = await authorize(srv.origin, { clientId: 'webpublic', redirectUri: WEBPUBLIC_REDIRECT });
+    expectOk(await redeemCode(srv.origin, a2), 'public webapp with PKCE');
+  });
+
   it('client_credentials for a confidential client; refused for the spa client', async () => {
     const t = expectOk(await tokenRequest(srv.origin, { grant_type: 'client_credentials' }, { basic: ['backend', BACKEND_SECRET] }));
     assert.equal(t.refresh_token, undefined, 'no refresh token');
@@ -226,6 +295,8 @@ describe('token endpoint', { timeout: 180000 }, () => {
       { basic: ['backend', BACKEND_SECRET] }), 'with resource');
     const cr = decodeJwt(tr.access_token).payload;
     assert.ok([].concat(cr.aud).includes('https://api.example.test'), `resource becomes aud: ${JSON.stringify(cr.aud)}`);
+    assert.equal(cr.scope, 'read', 'requested scope in the token');
+    assert.equal(tr.scope, 'read', 'requested scope in the response');
     const tp = expectOk(await tokenRequest(srv.origin, { grant_type: 'client_credentials', client_id: 'backend', client_secret: BACKEND_SECRET }), 'post auth');
     assert.equal(decodeJwt(tp.access_token).payload.sub, 'client_id_backend');
 
@@ -262,6 +333,25 @@ describe('token endpoint', { timeout: 180000 }, () => {
     // Now every token returned during the race is dead; presenting one is reuse.
     expectError(await refresh(srv.origin, oks[0].refresh_token), 400, 'invalid_grant', 'a racer token after the chain moved on');
     assert.equal(await valid(srv.origin, next.access_token), 'false', 'reuse revokes');
+  });
+
+  it('20 concurrent redemptions of one code: exactly one 200, the rest invalid_grant, and the winner is revoked', async () => {
+    const a = await authorize(srv.origin);
+    const results = await Promise.all(Array.from({ length: 20 }, () => redeemCode(srv.origin, a)));
+    for (const r of results) {
+      assert.ok(r.status < 500, `no 5xx: ${r.status} ${r.text}`);
+      checkTokenHeaders(r, 'concurrent code');
+    }
+    const oks = results.filter((r) => r.status === 200);
+    assert.equal(oks.length, 1, `exactly one redemption wins (statuses ${JSON.stringify(results.map((r) => r.status))})`);
+    for (const r of results.filter((x) => x.status !== 200)) {
+      assert.equal(r.status, 400);
+      assert.equal(r.json().error, 'invalid_grant');
+    }
+    // the losers were replays: the winner's session is revoked
+    const t = oks[0].json();
+    assert.equal(await valid(srv.origin, t.access_token), 'false', 'replay revoked the winning redemption');
+    expectError(await refresh(srv.origin, t.refresh_token), 400, 'invalid_grant', 'winner refresh after replay');
   });
 
   it('50 concurrent refreshes with rotation off all succeed', async () => {

@@ -100,6 +100,12 @@ describe('resolver', { timeout: 120000 }, () => {
     assert.equal(r.ag['x-authgear-user-roles'], undefined, 'no Roles header when the user has none');
   });
 
+  it('the Bearer scheme is case-insensitive (RFC 7235)', async () => {
+    for (const scheme of ['bearer', 'BEARER']) {
+      checkBob(await resolve(srv.origin, { headers: { authorization: `${scheme} ${bobTokens.access_token}` } }), scheme);
+    }
+  });
+
   it('bearer decides when present (no fallback to the cookie)', async () => {
     onlyInvalid(await resolve(srv.origin, { bearer: 'garbage', cookie: bobCookie }), 'garbage bearer + valid cookie');
     checkBob(await resolve(srv.origin, { bearer: bobTokens.access_token, cookie: 'session=nonsense.nonsense' }), 'valid bearer + bad cookie');
@@ -223,6 +229,8 @@ describe('resolver', { timeout: 120000 }, () => {
     assert.equal(d.code, 0, `users disable: ${d.stderr}`);
     onlyInvalid(await resolve(srv.origin, { cookie }), 'cookie of a disabled user');
     onlyInvalid(await resolve(srv.origin, { bearer: l.tokens.access_token }), 'bearer of a disabled user');
+    const strict = await resolve(srv.origin, { bearer: l.tokens.access_token, query: '?strict=true' });
+    assert.equal(strict.status, 401, 'strict: disabled user → 401');
     const rr = await refresh(srv.origin, l.tokens.refresh_token);
     assert.equal(rr.status, 400, rr.text);
     assert.equal(rr.json().error, 'invalid_grant');
@@ -256,3 +264,30 @@ describe('resolver.strict: true in config', { timeout: 60000 }, () => {
     assert.equal(ok.ag['x-authgear-session-valid'], 'true');
   });
 });
+
+for (const [name, session] of [
+  ['session.lifetime_seconds: 2', { lifetime_seconds: 2 }],
+  ['session.idle_timeout_seconds: 2', { idle_timeout_enabled: true, idle_timeout_seconds: 2 }],
+]) {
+  describe(`browser session expiry (${name})`, { timeout: 60000 }, () => {
+    let srv;
+    before(async () => { srv = await startServer({ config: (o) => baseConfig(o, { session }) }); });
+    after(async () => { await srv?.cleanup(); });
+
+    it('the cookie resolves false after expiry, is cleared, and authorize shows the form again', async () => {
+      const l = await login(srv.origin);
+      const cookie = `session=${l.browser.cookie('session')}`;
+      assert.equal((await resolve(srv.origin, { cookie })).ag['x-authgear-session-valid'], 'true');
+      await sleep(3200);
+      const r = await resolve(srv.origin, { cookie });
+      onlyInvalid(r, 'expired cookie');
+      const cleared = r.setCookies.map(parseSetCookie).find((c) => c.name === 'session');
+      assert.ok(cleared && isClearing(cleared), `expired cookie cleared: ${JSON.stringify(r.setCookies)}`);
+      const page = await l.browser.go(new URL(`/oauth2/authorize?${new URLSearchParams({
+        response_type: 'code', client_id: 'demo', redirect_uri: 'http://127.0.0.1:4000/callback', scope: 'openid', state: 'x',
+        code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGrSstw-cM', code_challenge_method: 'S256',
+      })}`, srv.origin).toString());
+      assert.equal(page.status, 200, `expired session must not skip the form: ${page.status} ${page.location}`);
+    });
+  });
+}

@@ -1,8 +1,9 @@
 // GET|POST /oauth2/end_session (RP-initiated logout).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import {
-  startServer, login, authorize, redeemCode, refresh, resolve, req, Browser, parseForms, parseSetCookie, isClearing,
+  decodeJwt, signJwt, startServer, login, authorize, redeemCode, refresh, resolve, req, Browser, parseForms, parseSetCookie, isClearing,
   DEMO_POST_LOGOUT,
 } from './harness.mjs';
 
@@ -150,6 +151,25 @@ describe('end_session', { timeout: 120000 }, () => {
     const res = await l.browser.submit(page, { confirm: 'yes' }, { formIndex: idx });
     assert.equal(res.status, 200, `${res.status} ${res.location}`);
     assert.equal(await valid(srv.origin, { cookie: `session=${cookieValue}` }), 'false');
+  });
+
+  it('a forged or foreign id_token_hint revokes nothing', async () => {
+    const l = await login(srv.origin);
+    const { header, payload } = decodeJwt(l.tokens.id_token);
+    const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const forged = signJwt(header, payload, privateKey);
+    // no cookie: nothing to log out; the forged hint must not revoke the victim's session
+    const r = await req(endSessionUrl(srv.origin, { id_token_hint: forged, post_logout_redirect_uri: DEMO_POST_LOGOUT, client_id: 'demo', state: 'f' }));
+    assert.ok(r.status === 302 || r.status === 200 || r.status === 400, `forged hint: ${r.status}`);
+    assert.equal(await valid(srv.origin, { bearer: l.tokens.access_token }), 'true', 'forged hint revoked nothing');
+    const none = await req(endSessionUrl(srv.origin, { id_token_hint: signJwt({ ...header, alg: 'none' }, payload), post_logout_redirect_uri: DEMO_POST_LOGOUT, client_id: 'demo' }));
+    assert.ok(none.status < 500);
+    assert.equal(await valid(srv.origin, { bearer: l.tokens.access_token }), 'true', 'alg none hint revoked nothing');
+    // with the cookie, a forged hint is "no valid hint": the confirmation page, not a silent logout
+    const page = await l.browser.go(endSessionUrl(srv.origin, { id_token_hint: forged, post_logout_redirect_uri: DEMO_POST_LOGOUT, client_id: 'demo' }));
+    assert.equal(page.status, 200, `forged hint + cookie: ${page.status} ${page.location}`);
+    assert.ok(parseForms(page.text).some((f) => f.method === 'post'), 'confirmation form');
+    assert.equal(await valid(srv.origin, { cookie: `session=${l.browser.cookie('session')}` }), 'true');
   });
 
   it('without any session: redirect directly (registered URI) or a page', async () => {

@@ -62,6 +62,24 @@ describe('config validation', { timeout: 120000 }, () => {
     }
   });
 
+  it('a minimal config (only required keys; every other key defaults) starts', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'latchkey-e2e-cfg-'));
+    dirs.push(dataDir);
+    const port = await freePort();
+    const origin = `http://127.0.0.1:${port}`;
+    assert.equal((await runCli(['init', '--data-dir', dataDir, '--public-origin', origin])).code, 0);
+    await writeFile(path.join(dataDir, 'latchkey.yaml'), toYaml({
+      http: { public_origin: origin },
+      oauth: { clients: [{ client_id: 'demo', name: 'Demo', x_application_type: 'spa', redirect_uris: ['http://127.0.0.1:4000/callback'] }] },
+    }));
+    const h = await spawnServe(['--data-dir', dataDir, '--listen', `127.0.0.1:${port}`]);
+    try {
+      assert.ok(await connectable(port));
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('bad redirect URI → names oauth.clients[0].redirect_uris[1]', async () => {
     const r = await serveWith((o) => toYaml(baseConfig(o, {
       clients: [demoClient({ redirect_uris: ['http://127.0.0.1:4000/callback', 'not a uri'] }), backendClient()],
@@ -112,13 +130,26 @@ describe('config validation', { timeout: 120000 }, () => {
   it('confidential client without a secret → refused', async () => {
     const r = await serveWith((o) => toYaml(baseConfig(o)), { secrets: {} });
     expectRefused(r, null, 'confidential without secret');
-    assert.ok(r.stderr.includes('backend'), `names the client: ${r.stderr}`);
+    assert.ok(r.stderr.includes('backend') || r.stderr.includes('oauth.clients[1]'), `names the client: ${r.stderr}`);
+  });
+
+  it('m2m client without a secret → refused', async () => {
+    const r = await serveWith((o) => toYaml(baseConfig(o, {
+      clients: [demoClient(), backendClient(), { client_id: 'machine', name: 'M', x_application_type: 'm2m', grant_types: ['client_credentials'] }],
+    })));
+    expectRefused(r, null, 'm2m without secret');
+    assert.ok(r.stderr.includes('machine') || r.stderr.includes('oauth.clients[2]'), `names the client: ${r.stderr}`);
+  });
+
+  it('unknown x_application_type → named', async () => {
+    const r = await serveWith((o) => toYaml(baseConfig(o, { clients: [demoClient({ x_application_type: 'toaster' }), backendClient()] })));
+    expectRefused(r, 'oauth.clients[0].x_application_type', 'bad application type');
   });
 
   it('spa client with a secret → refused', async () => {
-    const r = await serveWith((o) => toYaml(baseConfig(o)), { secrets: { backend: BACKEND_SECRET, demo: 'spa-secret-123' } });
+    const r = await serveWith((o) => toYaml(baseConfig(o)), { secrets: { backend: BACKEND_SECRET, demo: 'spa-secret-0123456789abcdef' } });
     expectRefused(r, null, 'spa with secret');
-    assert.ok(r.stderr.includes('demo'), `names the client: ${r.stderr}`);
+    assert.ok(r.stderr.includes('demo') || r.stderr.includes('oauth.clients[0]'), `names the client: ${r.stderr}`);
   });
 
   it('unparsable YAML → refused', async () => {

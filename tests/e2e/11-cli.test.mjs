@@ -57,10 +57,10 @@ describe('cli', { timeout: 120000 }, () => {
     assert.equal(a.code, 0, a.stderr);
     const id = a.stdout.trim();
     assert.ok(id.length > 0 && !/\s/.test(id), `a user id on stdout: ${JSON.stringify(a.stdout)}`);
-    const b = await runCli(['users', 'add', '--data-dir', d, '--username', 'zoe'], { stdin: 'other\n' });
+    const b = await runCli(['users', 'add', '--data-dir', d, '--username', 'zoe'], { stdin: 'other-password-123\n' });
     assert.equal(b.code, 1, `duplicate exits 1 (got ${b.code}; stdout ${b.stdout})`);
     assert.ok(b.stderr.trim().length > 0, 'duplicate: a message');
-    const c = await runCli(['users', 'add', '--data-dir', d, '--username', 'yan', '--verified', '--role', 'x', '--role', 'y'], { stdin: 'pw\nignored second line\n' });
+    const c = await runCli(['users', 'add', '--data-dir', d, '--username', 'yan', '--verified', '--role', 'x', '--role', 'y'], { stdin: 'pw-yan-123456\nignored second line\n' });
     assert.equal(c.code, 0, c.stderr);
     assert.notEqual(c.stdout.trim(), id, 'ids are distinct');
   });
@@ -124,6 +124,15 @@ describe('SIGTERM and restart', { timeout: 120000 }, () => {
     assert.equal(c.ag['x-authgear-session-valid'], 'true', 'cookie still valid after restart');
     const rr = await refresh(srv.origin, l.tokens.refresh_token);
     assert.equal(rr.status, 200, rr.text);
+  });
+
+  it('users add while the server runs: the user can log in at once; passwords keep spaces and non-ASCII', async () => {
+    const pw = '  pässwörd with spaces ✓  ';
+    const r = await runCli(['users', 'add', '--data-dir', srv.dataDir, '--username', 'live'], { stdin: `${pw}\n` });
+    assert.equal(r.code, 0, r.stderr);
+    const l = await login(srv.origin, { username: 'live', password: pw });
+    const v = await resolve(srv.origin, { bearer: l.tokens.access_token });
+    assert.equal(v.ag['x-authgear-user-id'], r.stdout.trim(), 'the printed id is the user id');
   });
 
   it('SIGTERM finishes an in-flight request', async () => {

@@ -31,6 +31,21 @@ function checkErrorBody(path, r, what) {
   return undefined;
 }
 
+// Collect every violation of a table-driven test, then fail once with all of them,
+// so a report lists each failing request rather than only the first.
+function collector() {
+  const problems = [];
+  return {
+    check(fn) {
+      try { fn(); } catch (e) { problems.push(e.message.split('\n')[0]); }
+    },
+    async checkAsync(fn) {
+      try { await fn(); } catch (e) { problems.push(e.message.split('\n')[0]); }
+    },
+    done() { assert.deepEqual(problems, [], `${problems.length} violation(s):\n${problems.join('\n')}`); },
+  };
+}
+
 function expect400(path, r, what, { code = 'invalid_request' } = {}) {
   assert.equal(r.status, 400, `${what}: expected 400, got ${r.status} ${r.text.slice(0, 200)}`);
   const j = checkErrorBody(path, r, what);
@@ -57,14 +72,17 @@ describe('bad input', { timeout: 120000 }, () => {
   ];
 
   it('bodies over 64 KiB → 413 (Content-Length and chunked)', async () => {
+    const c = collector();
     for (const [path, method, headers] of targets()) {
       for (const chunked of [false, true]) {
         const r = await raw(srv.origin, { method, path, headers: { ...FORM, ...headers }, body: bigForm(), chunked });
-        assert.equal(r.status, 413, `${method} ${path} 100 KiB ${chunked ? 'chunked' : 'content-length'}: got ${r.status} ${r.text.slice(0, 200)}`);
-        assert.ok(r.status < 500);
-        if (API.has(path)) checkErrorBody(path, r, `${path} 413`);
+        c.check(() => {
+          assert.equal(r.status, 413, `${method} ${path} 100 KiB ${chunked ? 'chunked' : 'content-length'}: got ${r.status} ${r.text.slice(0, 100)}`);
+          if (API.has(path)) checkErrorBody(path, r, `${method} ${path} 413`);
+        });
       }
     }
+    c.done();
   });
 
   it('a body just under 64 KiB is accepted', async () => {
@@ -84,8 +102,10 @@ describe('bad input', { timeout: 120000 }, () => {
       ['/oauth2/authorize', 'POST', 'client_id=demo&client_id=demo&redirect_uri=http%3A%2F%2F127.0.0.1%3A4000%2Fcallback', {}],
       ['/oauth2/end_session', 'POST', 'state=a&state=b', {}],
     ];
+    const c = collector();
     for (const [path, method, body, headers] of cases) {
-      expect400(path, await raw(srv.origin, { method, path, headers: { ...FORM, ...headers }, body }), `${method} ${path} ${body.slice(0, 40)}`);
+      const r = await raw(srv.origin, { method, path, headers: { ...FORM, ...headers }, body });
+      c.check(() => expect400(path, r, `${method} ${path} body ${body.slice(0, 40)}`));
     }
     const queries = [
       ['/oauth2/authorize', '?client_id=demo&client_id=demo&redirect_uri=http%3A%2F%2F127.0.0.1%3A4000%2Fcallback&response_type=code'],
@@ -96,9 +116,12 @@ describe('bad input', { timeout: 120000 }, () => {
     ];
     for (const [path, q] of queries) {
       const r = await raw(srv.origin, { path: `${path}${q}`, headers: path === '/oauth2/userinfo' ? { authorization: `Bearer ${at}` } : {} });
-      expect400(path, r, `GET ${path}${q}`);
-      assert.equal(r.headers.location, undefined, `${path}: no redirect on duplicate params`);
+      c.check(() => {
+        expect400(path, r, `GET ${path}${q}`);
+        assert.equal(r.headers.location, undefined, `${path}: no redirect on duplicate params`);
+      });
     }
+    c.done();
   });
 
   it('invalid UTF-8 (%FF and raw 0xFF) and invalid percent-encoding → 400', async () => {
@@ -112,11 +135,12 @@ describe('bad input', { timeout: 120000 }, () => {
     const fields = {
       '/oauth2/token': 'grant_type', '/oauth2/revoke': 'token', '/oauth2/userinfo': 'x', '/oauth2/authorize': 'client_id', '/oauth2/end_session': 'state',
     };
+    const c = collector();
     for (const [path, key] of Object.entries(fields)) {
       for (const [what, mk] of bodies) {
         const headers = { ...FORM, ...(path === '/oauth2/userinfo' ? { authorization: `Bearer ${at}` } : {}) };
         const r = await raw(srv.origin, { method: 'POST', path, headers, body: mk(key) });
-        expect400(path, r, `POST ${path} body ${what}`);
+        c.check(() => expect400(path, r, `POST ${path} body ${key}=${what}`));
       }
     }
     const qfields = { ...fields, '/_resolver/resolve': 'strict' };
@@ -125,14 +149,15 @@ describe('bad input', { timeout: 120000 }, () => {
     for (const [path, key] of Object.entries(qfields)) {
       for (const enc of ['%FF', '%ZZ', '%C0%AF']) {
         const r = await raw(srv.origin, { path: `${path}?${key}=${enc}`, headers: path === '/oauth2/userinfo' ? { authorization: `Bearer ${at}` } : {} });
-        expect400(path, r, `GET ${path}?${key}=${enc}`);
+        c.check(() => expect400(path, r, `GET ${path}?${key}=${enc}`));
       }
       const rs = await rawSocket(srv.origin, Buffer.concat([
         Buffer.from(`GET ${path}?${key}=`), Buffer.from([0xff]),
         Buffer.from(` HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${path === '/oauth2/userinfo' ? `Authorization: Bearer ${at}\r\n` : ''}\r\n`),
       ]));
-      assert.equal(rs.status, 400, `GET ${path} raw 0xFF in query: ${rs.status} ${rs.text.slice(0, 200)}`);
+      c.check(() => assert.equal(rs.status, 400, `GET ${path}?${key}=<raw 0xFF>: ${rs.status} ${rs.text.slice(0, 100)}`));
     }
+    c.done();
   });
 
   it('wrong content type → 400 invalid_request', async () => {
@@ -191,7 +216,7 @@ describe('bad input', { timeout: 120000 }, () => {
 
   it('API errors are JSON with "error"; authorize/end_session errors are HTML', async () => {
     const api = [
-      await req(`${srv.origin}/oauth2/token`, { method: 'POST', form: { grant_type: 'nope' } }),
+      await req(`${srv.origin}/oauth2/token`, { method: 'POST', form: { grant_type: 'nope', client_id: 'demo' } }),
       await req(`${srv.origin}/oauth2/revoke`, { method: 'POST', form: {} }),
     ];
     for (const r of api) {
@@ -211,6 +236,25 @@ describe('bad input', { timeout: 120000 }, () => {
       assert.match(r.headers.get('content-type') ?? '', /text\/html/, r.url);
       assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
     }
+  });
+
+  it('every response carries X-Content-Type-Options: nosniff', async () => {
+    const c = collector();
+    const reqs = [
+      ['GET', '/.well-known/openid-configuration'], ['GET', '/.well-known/oauth-authorization-server'], ['GET', '/oauth2/jwks'],
+      ['GET', '/oauth2/authorize'], ['GET', '/oauth2/authorize?client_id=demo&redirect_uri=http%3A%2F%2F127.0.0.1%3A4000%2Fcallback&response_type=code&scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGrSstw-cM&code_challenge_method=S256'],
+      ['GET', '/oauth2/authorize?client_id=demo&redirect_uri=http%3A%2F%2F127.0.0.1%3A4000%2Fcallback&response_type=code&scope=openid'],
+      ['POST', '/oauth2/token'], ['POST', '/oauth2/revoke'], ['GET', '/oauth2/userinfo'], ['GET', '/_resolver/resolve'],
+      ['HEAD', '/_resolver/resolve'], ['GET', '/oauth2/end_session'], ['GET', '/nope'], ['DELETE', '/oauth2/token'],
+      ['OPTIONS', '/oauth2/token'],
+    ];
+    for (const [method, p] of reqs) {
+      const r = await req(`${srv.origin}${p}`, { method, headers: method === 'OPTIONS' ? { origin: 'http://127.0.0.1:4000', 'access-control-request-method': 'POST' } : {} });
+      c.check(() => assert.equal(r.headers.get('x-content-type-options'), 'nosniff', `${method} ${p} (${r.status})`));
+    }
+    const big = await raw(srv.origin, { method: 'POST', path: '/oauth2/token', headers: FORM, body: bigForm() });
+    c.check(() => assert.equal(big.headers['x-content-type-options'], 'nosniff', `413 (${big.status})`));
+    c.done();
   });
 
   it('odd requests never produce a 5xx or a hang', async () => {

@@ -268,12 +268,12 @@ export async function addClientSecrets(dataDir, secrets) {
   if (entries.length === 0) return;
   const file = path.join(dataDir, 'latchkey.secrets.yaml');
   const text = await readFile(file, 'utf8');
-  if (/oauth\.client_secrets/.test(text)) {
-    throw new Error(`harness: ${file} already has oauth.client_secrets; cannot append:\n${text}`);
+  if (/^\s*- *key: *["']?oauth\.client_secrets/m.test(text)) {
+    throw new Error(`harness: ${file} already has an oauth.client_secrets entry; cannot append`);
   }
   const m = text.match(/^( *)- *key: *["']?oauth["']? *$/m);
   if (!m) {
-    throw new Error(`harness: cannot find the "- key: oauth" entry in ${file}:\n${text.slice(0, 400)}`);
+    throw new Error(`harness: cannot find the "- key: oauth" entry in ${file}:\n${text.slice(0, 200)}`);
   }
   const ind = m[1];
   let block = `${text.endsWith('\n') ? '' : '\n'}${ind}- key: oauth.client_secrets\n${ind}  data:\n${ind}    items:\n`;

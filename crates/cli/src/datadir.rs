@@ -19,9 +19,7 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn new(root: &Path) -> Self {
-        DataDir {
-            root: root.to_owned(),
-        }
+        DataDir { root: root.to_owned() }
     }
     pub fn config(&self) -> PathBuf {
         self.root.join("latchkey.yaml")
@@ -37,20 +35,18 @@ impl DataDir {
     }
 
     pub fn open_store(&self) -> Result<SqliteStore, String> {
-        SqliteStore::open(&self.database())
-            .map_err(|e| format!("cannot open {}: {e}", self.database().display()))
+        SqliteStore::open(&self.database()).map_err(|e| format!("cannot open {}: {e}", self.database().display()))
     }
 
     /// Reads and validates config and secrets.
     pub fn load(&self) -> Result<(Arc<Config>, Arc<KeySet>), String> {
-        let secrets_text = fs::read_to_string(self.secrets())
-            .map_err(|e| format!("cannot read {}: {e}", self.secrets().display()))?;
-        let secrets = parse_secrets(&secrets_text)
-            .map_err(|e| format!("invalid {}: {e}", self.secrets().display()))?;
-        let config_text = fs::read_to_string(self.config())
-            .map_err(|e| format!("cannot read {}: {e}", self.config().display()))?;
-        let config = parse_config(&config_text, &secrets)
-            .map_err(|e| format!("invalid {}: {e}", self.config().display()))?;
+        let secrets_text =
+            fs::read_to_string(self.secrets()).map_err(|e| format!("cannot read {}: {e}", self.secrets().display()))?;
+        let secrets = parse_secrets(&secrets_text).map_err(|e| format!("invalid {}: {e}", self.secrets().display()))?;
+        let config_text =
+            fs::read_to_string(self.config()).map_err(|e| format!("cannot read {}: {e}", self.config().display()))?;
+        let config =
+            parse_config(&config_text, &secrets).map_err(|e| format!("invalid {}: {e}", self.config().display()))?;
         Ok((Arc::new(config), Arc::new(secrets.keys)))
     }
 
@@ -58,10 +54,7 @@ impl DataDir {
     /// the database. Refuses if a config is already there. Returns the files written.
     pub fn init(&self, public_origin: &str, algorithm: Algorithm) -> Result<Vec<PathBuf>, String> {
         if self.is_initialised() {
-            return Err(format!(
-                "{} already exists; refusing to overwrite it",
-                self.config().display()
-            ));
+            return Err(format!("{} already exists; refusing to overwrite it", self.config().display()));
         }
         fs::DirBuilder::new()
             .recursive(true)
@@ -72,15 +65,12 @@ impl DataDir {
         let secrets = format!(
             "# Latchkey secrets: signing keys and client secrets. Keep this file private\n\
              # (mode 0600) and out of version control. The first key signs; every key is\n\
-             # published in the JWKS. Client secrets go under `oauth.client_secrets`.\n\
+             # published in the JWKS. Secrets of confidential clients go in a second\n\
+             # entry of this list (see the README).\n\
              secrets:\n  - key: oauth\n    data:\n      keys:\n        - {jwk}\n"
         );
         write_new(&self.secrets(), secrets.as_bytes(), 0o600)?;
-        write_new(
-            &self.config(),
-            config_template(public_origin).as_bytes(),
-            0o644,
-        )?;
+        write_new(&self.config(), config_template(public_origin).as_bytes(), 0o644)?;
         // Validate what was just written, so a bad --public-origin fails here.
         self.load()?;
         self.open_store()?;
@@ -95,9 +85,7 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
         .mode(mode)
         .open(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    f.write_all(contents).and_then(|()| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// A new private JWK whose `kid` is its RFC 7638 thumbprint.

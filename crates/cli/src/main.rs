@@ -18,11 +18,7 @@ use latchkey_token::keys::Algorithm;
 use datadir::DataDir;
 
 #[derive(Parser)]
-#[command(
-    name = "latchkey",
-    version,
-    about = "Latchkey: sessions, tokens, revocation and a forward-auth resolver"
-)]
+#[command(name = "latchkey", version, about = "Latchkey: sessions, tokens, revocation and a forward-auth resolver")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,11 +70,7 @@ enum Command {
         #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
         data_dir: PathBuf,
         /// The public origin (issuer).
-        #[arg(
-            long,
-            env = "LATCHKEY_PUBLIC_ORIGIN",
-            default_value = "http://127.0.0.1:3000"
-        )]
+        #[arg(long, env = "LATCHKEY_PUBLIC_ORIGIN", default_value = "http://127.0.0.1:3000")]
         public_origin: String,
         /// Signing algorithm of the generated key.
         #[arg(long, value_enum, default_value = "RS256")]
@@ -128,10 +120,7 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -148,11 +137,7 @@ fn serve(data_dir: PathBuf, listen: SocketAddr, log_format: LogFormat) -> Result
     init_logging(log_format);
     let dir = DataDir::new(&data_dir);
     if !dir.is_initialised() {
-        let host = if listen.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            listen.ip().to_string()
-        };
+        let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
         let origin = match listen.ip() {
             std::net::IpAddr::V6(_) if !listen.ip().is_unspecified() => {
                 format!("http://[{host}]:{}", listen.port())
@@ -160,27 +145,17 @@ fn serve(data_dir: PathBuf, listen: SocketAddr, log_format: LogFormat) -> Result
             _ => format!("http://{host}:{}", listen.port()),
         };
         let files = dir.init(&origin, Algorithm::Rs256)?;
-        println!(
-            "initialised {} (public origin {origin})",
-            data_dir.display()
-        );
+        println!("initialised {} (public origin {origin})", data_dir.display());
         print_created(&files);
-        println!(
-            "add a user with: latchkey users add --data-dir {} --username NAME",
-            data_dir.display()
-        );
+        println!("add a user with: latchkey users add --data-dir {} --username NAME", data_dir.display());
     }
     let (config, keys) = dir.load()?;
     let store = dir.open_store()?;
-    let listener =
-        TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("latchkey listening on http://{addr}");
     println!("  issuer     {}", config.issuer);
-    println!(
-        "  discovery  {}/.well-known/openid-configuration",
-        config.issuer
-    );
+    println!("  discovery  {}/.well-known/openid-configuration", config.issuer);
     println!("  resolver   {}/_resolver/resolve", config.issuer);
     let _ = std::io::stdout().flush();
     server::run(listener, config, keys, store)
@@ -189,30 +164,17 @@ fn serve(data_dir: PathBuf, listen: SocketAddr, log_format: LogFormat) -> Result
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve {
-            data_dir,
-            listen,
-            log_format,
-        } => serve(data_dir, listen, log_format),
-        Command::Init {
-            data_dir,
-            public_origin,
-            algorithm,
-        } => DataDir::new(&data_dir)
-            .init(&public_origin, algorithm.into())
-            .map(|files| print_created(&files)),
+        Command::Serve { data_dir, listen, log_format } => serve(data_dir, listen, log_format),
+        Command::Init { data_dir, public_origin, algorithm } => {
+            DataDir::new(&data_dir).init(&public_origin, algorithm.into()).map(|files| print_created(&files))
+        }
         Command::Users { command } => match command {
-            UsersCommand::Add {
-                data_dir,
-                username,
-                verified,
-                roles,
-            } => users::add(&DataDir::new(&data_dir), &username, verified, &roles),
-            UsersCommand::Disable {
-                data_dir,
-                username,
-                reason,
-            } => users::set_disabled(&DataDir::new(&data_dir), &username, true, reason.as_deref()),
+            UsersCommand::Add { data_dir, username, verified, roles } => {
+                users::add(&DataDir::new(&data_dir), &username, verified, &roles)
+            }
+            UsersCommand::Disable { data_dir, username, reason } => {
+                users::set_disabled(&DataDir::new(&data_dir), &username, true, reason.as_deref())
+            }
             UsersCommand::Enable { data_dir, username } => {
                 users::set_disabled(&DataDir::new(&data_dir), &username, false, None)
             }

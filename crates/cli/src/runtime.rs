@@ -7,15 +7,9 @@ use latchkey_token::{Clock, Entropy, UnixSeconds};
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the runtime adapter is where the clock is read"
-    )]
+    #[expect(clippy::disallowed_methods, reason = "the runtime adapter is where the clock is read")]
     fn now(&self) -> UnixSeconds {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 }
 
@@ -23,10 +17,7 @@ impl Clock for SystemClock {
 pub struct OsEntropy;
 
 impl Entropy for OsEntropy {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the runtime adapter is where OS randomness is read"
-    )]
+    #[expect(clippy::disallowed_methods, reason = "the runtime adapter is where OS randomness is read")]
     fn fill(&self, buf: &mut [u8]) {
         // The OS random source failing is unrecoverable: issuing a predictable secret
         // would be worse than stopping.

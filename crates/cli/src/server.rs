@@ -64,8 +64,7 @@ async fn serve_one(
     let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
     let mut req = http::Request::from_parts(parts, body);
-    req.extensions_mut()
-        .insert(ClientAddr(peer.ip().to_string()));
+    req.extensions_mut().insert(ClientAddr(peer.ip().to_string()));
     let resp = app.handle(req).await;
     // The path only: queries carry codes and tokens, which must never reach a log.
     tracing::info!(
@@ -117,26 +116,16 @@ async fn worker_loop(
         }
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish in time");
     }
     Ok(())
 }
 
 /// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
-pub fn run(
-    listener: StdListener,
-    config: Arc<Config>,
-    keys: Arc<KeySet>,
-    store: SqliteStore,
-) -> Result<(), String> {
+pub fn run(listener: StdListener, config: Arc<Config>, keys: Arc<KeySet>, store: SqliteStore) -> Result<(), String> {
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 16);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
     let (tx, rx) = watch::channel(false);
     let mut handles = Vec::with_capacity(workers);
     for i in 0..workers {
@@ -145,30 +134,17 @@ pub fn run(
         let handle = std::thread::Builder::new()
             .name(format!("latchkey-worker-{i}"))
             .spawn(move || -> Result<(), String> {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                let rt =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
                 let local = tokio::task::LocalSet::new();
-                let app = App::new(
-                    config,
-                    keys,
-                    store,
-                    Box::new(SystemClock),
-                    Box::new(OsEntropy),
-                );
-                local
-                    .block_on(&rt, worker_loop(listener, app, rx))
-                    .map_err(|e| e.to_string())
+                let app = App::new(config, keys, store, Box::new(SystemClock), Box::new(OsEntropy));
+                local.block_on(&rt, worker_loop(listener, app, rx)).map_err(|e| e.to_string())
             })
             .map_err(|e| e.to_string())?;
         handles.push(handle);
     }
     drop(listener);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

@@ -10,9 +10,7 @@ use crate::datadir::DataDir;
 use crate::runtime::{OsEntropy, SystemClock};
 
 fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
     Ok(rt.block_on(f))
 }
 
@@ -20,10 +18,7 @@ fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
 /// other users could see in the process list).
 fn read_password() -> Result<String, String> {
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
     let pw = line.trim_end_matches(['\n', '\r']).to_owned();
     if pw.is_empty() {
         return Err("the password (first line of stdin) is empty".into());
@@ -61,17 +56,11 @@ pub fn add(dir: &DataDir, username: &str, verified: bool, roles: &[String]) -> R
     Ok(())
 }
 
-pub fn set_disabled(
-    dir: &DataDir,
-    username: &str,
-    disabled: bool,
-    reason: Option<&str>,
-) -> Result<(), String> {
+pub fn set_disabled(dir: &DataDir, username: &str, disabled: bool, reason: Option<&str>) -> Result<(), String> {
     let store = dir.open_store()?;
     let user = block_on(store.user_by_username(username))?.map_err(|e| e.to_string())?;
     let user = user.ok_or_else(|| format!("no user named {username:?}"))?;
-    block_on(store.set_user_disabled(&user.id, disabled, reason, SystemClock.now()))?
-        .map_err(|e| e.to_string())?;
+    block_on(store.set_user_disabled(&user.id, disabled, reason, SystemClock.now()))?.map_err(|e| e.to_string())?;
     if disabled {
         eprintln!("disabled {username}; all of their sessions are revoked");
     } else {

@@ -86,9 +86,8 @@ impl<S: Store> App<S> {
         } else {
             Params::parse(req.uri().query().unwrap_or_default().as_bytes())?
         };
-        let client_id = params
-            .get("client_id")
-            .ok_or_else(|| PageError::BadRequest("The request has no client_id.".into()))?;
+        let client_id =
+            params.get("client_id").ok_or_else(|| PageError::BadRequest("The request has no client_id.".into()))?;
         let client = self
             .config
             .client(client_id)
@@ -97,9 +96,7 @@ impl<S: Store> App<S> {
             .get("redirect_uri")
             .ok_or_else(|| PageError::BadRequest("The request has no redirect_uri.".into()))?;
         if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
-            return Err(PageError::BadRequest(
-                "The redirect_uri is not registered for this application.".into(),
-            ));
+            return Err(PageError::BadRequest("The redirect_uri is not registered for this application.".into()));
         }
         let state = params.get("state").map(str::to_owned);
         let auth = match self.validate(client, redirect_uri, &params) {
@@ -113,9 +110,8 @@ impl<S: Store> App<S> {
         let now = self.now();
         let reusable = match self.cookie_session(req.headers()).await? {
             CookieSession::Valid(session, user) => {
-                let too_old = auth
-                    .max_age
-                    .is_some_and(|m| now.saturating_sub(session.authenticated_at) > m);
+                // max_age=0 means "authenticate now" (OpenID Connect Core §3.1.2.1).
+                let too_old = auth.max_age.is_some_and(|m| m == 0 || now.saturating_sub(session.authenticated_at) > m);
                 (!auth.prompt_login && !too_old).then_some((session, user))
             }
             _ => None,
@@ -130,13 +126,9 @@ impl<S: Store> App<S> {
                 auth.state.as_deref(),
                 &redirect_error("login_required", "the user must sign in"),
             )),
-            None => Ok(self.login_form(
-                req,
-                &auth,
-                auth.login_hint.as_deref().unwrap_or_default(),
-                None,
-                StatusCode::OK,
-            )),
+            None => {
+                Ok(self.login_form(req, &auth, auth.login_hint.as_deref().unwrap_or_default(), None, StatusCode::OK))
+            }
         }
     }
 
@@ -153,87 +145,57 @@ impl<S: Store> App<S> {
             Some("code") => ResponseType::Code,
             Some("none") => ResponseType::None,
             Some(_) => {
-                return Err(redirect_error(
-                    "unsupported_response_type",
-                    "response_type must be code or none",
-                ));
+                return Err(redirect_error("unsupported_response_type", "response_type must be code or none"));
             }
             None => {
-                return Err(redirect_error(
-                    "invalid_request",
-                    "response_type is required",
-                ));
+                return Err(redirect_error("invalid_request", "response_type is required"));
             }
         };
         if !client.allows(GrantType::AuthorizationCode) {
-            return Err(redirect_error(
-                "unauthorized_client",
-                "this client may not use the authorization endpoint",
-            ));
+            return Err(redirect_error("unauthorized_client", "this client may not use the authorization endpoint"));
         }
-        let requested: Vec<&str> = params
-            .get("scope")
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .collect();
+        let requested: Vec<&str> =
+            params.get("scope").unwrap_or_default().split(' ').filter(|s| !s.is_empty()).collect();
         if !requested.contains(&"openid") {
             return Err(redirect_error("invalid_scope", "scope must include openid"));
         }
         let mut scopes: Vec<String> = Vec::new();
         for s in requested {
-            let grantable = SUPPORTED_SCOPES.contains(&s)
-                && (s != "offline_access" || client.allows(GrantType::RefreshToken));
+            let grantable =
+                SUPPORTED_SCOPES.contains(&s) && (s != "offline_access" || client.allows(GrantType::RefreshToken));
             if grantable && !scopes.iter().any(|x| x == s) {
                 scopes.push(s.to_owned());
             }
         }
         let method = params.get("code_challenge_method");
         let challenge = params.get("code_challenge");
-        if method.is_some_and(|m| m != "S256") {
-            return Err(redirect_error(
-                "invalid_request",
-                "code_challenge_method must be S256",
-            ));
+        // RFC 7636 §4.3: a challenge without a method is `plain`, which is refused.
+        if (challenge.is_some() || method.is_some()) && method != Some("S256") {
+            return Err(redirect_error("invalid_request", "code_challenge_method must be S256"));
         }
         if let Some(c) = challenge
             && !pkce::is_well_formed(c)
         {
-            return Err(redirect_error(
-                "invalid_request",
-                "code_challenge is malformed",
-            ));
+            return Err(redirect_error("invalid_request", "code_challenge is malformed"));
         }
         if response_type == ResponseType::Code && challenge.is_none() && !client.is_confidential() {
-            return Err(redirect_error(
-                "invalid_request",
-                "PKCE with S256 is required for public clients",
-            ));
+            return Err(redirect_error("invalid_request", "PKCE with S256 is required for public clients"));
         }
-        let prompts: Vec<&str> = params
-            .get("prompt")
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .collect();
+        let prompts: Vec<&str> =
+            params.get("prompt").unwrap_or_default().split(' ').filter(|s| !s.is_empty()).collect();
         let prompt_none = prompts.contains(&"none");
         let prompt_login = prompts.contains(&"login");
         if prompt_none && prompts.len() > 1 {
-            return Err(redirect_error(
-                "invalid_request",
-                "prompt=none cannot be combined with other values",
-            ));
+            return Err(redirect_error("invalid_request", "prompt=none cannot be combined with other values"));
         }
         let max_age = match params.get("max_age") {
-            Some(m) => Some(m.parse::<u64>().map_err(|_| {
-                redirect_error("invalid_request", "max_age must be a non-negative integer")
-            })?),
+            Some(m) => Some(
+                m.parse::<u64>()
+                    .map_err(|_| redirect_error("invalid_request", "max_age must be a non-negative integer"))?,
+            ),
             None => None,
         };
-        let carried = CARRIED
-            .iter()
-            .filter_map(|n| params.get(n).map(|v| ((*n).to_owned(), v.to_owned())))
-            .collect();
+        let carried = CARRIED.iter().filter_map(|n| params.get(n).map(|v| ((*n).to_owned(), v.to_owned()))).collect();
         Ok(AuthRequest {
             client,
             redirect_uri: redirect_uri.to_owned(),
@@ -253,8 +215,7 @@ impl<S: Store> App<S> {
     fn redirect_with(&self, redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
         // The URI is registered, so it parsed when the config was validated.
         let Ok(mut url) = Url::parse(redirect_uri) else {
-            return PageError::BadRequest("The redirect_uri is invalid.".into())
-                .response(&self.config.ui);
+            return PageError::BadRequest("The redirect_uri is invalid.".into()).response(&self.config.ui);
         };
         {
             let mut q = url.query_pairs_mut();
@@ -266,12 +227,7 @@ impl<S: Store> App<S> {
         redirect(url.as_str())
     }
 
-    fn error_redirect(
-        &self,
-        redirect_uri: &str,
-        state: Option<&str>,
-        e: &RedirectError,
-    ) -> Response {
+    fn error_redirect(&self, redirect_uri: &str, state: Option<&str>, e: &RedirectError) -> Response {
         let mut pairs = vec![("error", e.code), ("error_description", e.description)];
         if let Some(s) = state {
             pairs.push(("state", s));
@@ -288,14 +244,7 @@ impl<S: Store> App<S> {
         status: StatusCode,
     ) -> Response {
         let (csrf, set_cookie) = self.csrf_token(req.headers());
-        let body = html::login_page(
-            &self.config.ui,
-            &auth.client.name,
-            &auth.carried,
-            username,
-            &csrf,
-            error,
-        );
+        let body = html::login_page(&self.config.ui, &auth.client.name, &auth.carried, username, &csrf, error);
         let mut resp = html(status, body);
         if let Some(c) = set_cookie {
             add_cookie(&mut resp, &c);
@@ -324,13 +273,7 @@ impl<S: Store> App<S> {
         let (session, cookie_value) = self.create_browser_session(&user, req).await?;
         tracing::info!(client_id = %auth.client.id, user_id = %user.id, "login succeeded");
         let max_age = self.config.session.lifetime_seconds;
-        self.complete(
-            auth,
-            &session,
-            &user,
-            Some(self.session_cookie(&cookie_value, max_age)),
-        )
-        .await
+        self.complete(auth, &session, &user, Some(self.session_cookie(&cookie_value, max_age))).await
     }
 
     /// The user with this password, if it is right and the user may sign in. Unknown
@@ -340,9 +283,7 @@ impl<S: Store> App<S> {
             return Ok(None);
         }
         let user = self.store.user_by_username(username).await?;
-        let hash = user
-            .as_ref()
-            .map_or(password::DUMMY_HASH, |u| u.password_hash.as_str());
+        let hash = user.as_ref().map_or(password::DUMMY_HASH, |u| u.password_hash.as_str());
         let ok = password::verify(pw, hash);
         Ok(user.filter(|u| ok && !u.disabled))
     }

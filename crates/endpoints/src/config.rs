@@ -24,10 +24,7 @@ pub struct ConfigError {
 }
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        path: path.into(),
-        message: message.into(),
-    }
+    ConfigError { path: path.into(), message: message.into() }
 }
 
 fn parse_yaml<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, ConfigError> {
@@ -35,14 +32,7 @@ fn parse_yaml<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, ConfigError
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        err(
-            if path == "." {
-                "(document)".to_owned()
-            } else {
-                path
-            },
-            inner,
-        )
+        err(if path == "." { "(document)".to_owned() } else { path }, inner)
     })
 }
 
@@ -115,9 +105,7 @@ pub struct JwtConfig {
 
 impl Default for JwtConfig {
     fn default() -> Self {
-        JwtConfig {
-            time_tolerance_seconds: default_tolerance(),
-        }
+        JwtConfig { time_tolerance_seconds: default_tolerance() }
     }
 }
 
@@ -154,11 +142,7 @@ fn default_primary_color() -> String {
 
 impl Default for UiConfig {
     fn default() -> Self {
-        UiConfig {
-            product_name: default_product_name(),
-            logo_url: None,
-            primary_color: default_primary_color(),
-        }
+        UiConfig { product_name: default_product_name(), logo_url: None, primary_color: default_primary_color() }
     }
 }
 
@@ -317,10 +301,7 @@ impl Config {
     pub fn browser_lifetime(&self) -> latchkey_token::expiry::Lifetime {
         latchkey_token::expiry::Lifetime {
             lifetime_seconds: self.session.lifetime_seconds,
-            idle_timeout_seconds: self
-                .session
-                .idle_timeout_enabled
-                .then_some(self.session.idle_timeout_seconds),
+            idle_timeout_seconds: self.session.idle_timeout_enabled.then_some(self.session.idle_timeout_seconds),
         }
     }
 
@@ -345,22 +326,14 @@ fn parse_origin(path: &str, value: &str) -> Result<Url, ConfigError> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(err(path, "must be an http or https origin"));
     }
-    if url.path() != "/"
-        || url.query().is_some()
-        || url.fragment().is_some()
-        || !url.username().is_empty()
-    {
-        return Err(err(
-            path,
-            "must be an origin only (scheme, host, optional port), without path or query",
-        ));
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(err(path, "must be an origin only (scheme, host, optional port), without path or query"));
     }
     Ok(url)
 }
 
 fn check_redirect_uri(path: &str, value: &str) -> Result<(), ConfigError> {
-    let url = Url::parse(value)
-        .map_err(|e| err(path, format!("not an absolute URL ({e}): {value:?}")))?;
+    let url = Url::parse(value).map_err(|e| err(path, format!("not an absolute URL ({e}): {value:?}")))?;
     if url.fragment().is_some() {
         return Err(err(path, "must not contain a fragment"));
     }
@@ -446,19 +419,17 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
         let path = format!("secrets[{i}].data");
         match secret.key.as_str() {
             "oauth" => {
-                let data: SigningKeys = serde_yaml_ng::from_value(secret.data.clone())
-                    .map_err(|e| err(&path, e.to_string()))?;
-                let set = KeySet::from_private_jwks(&data.keys)
-                    .map_err(|e| err(format!("{path}.keys"), e.to_string()))?;
+                let data: SigningKeys =
+                    serde_yaml_ng::from_value(secret.data.clone()).map_err(|e| err(&path, e.to_string()))?;
+                let set =
+                    KeySet::from_private_jwks(&data.keys).map_err(|e| err(format!("{path}.keys"), e.to_string()))?;
                 keys = Some(set);
             }
             "oauth.client_secrets" => {
-                let data: ClientSecrets = serde_yaml_ng::from_value(secret.data.clone())
-                    .map_err(|e| err(&path, e.to_string()))?;
+                let data: ClientSecrets =
+                    serde_yaml_ng::from_value(secret.data.clone()).map_err(|e| err(&path, e.to_string()))?;
                 for (j, item) in data.items.iter().enumerate() {
-                    let entry = client_secret_hashes
-                        .entry(item.client_id.clone())
-                        .or_default();
+                    let entry = client_secret_hashes.entry(item.client_id.clone()).or_default();
                     for (k, key) in item.keys.iter().enumerate() {
                         let kpath = format!("{path}.items[{j}].keys[{k}]");
                         if key.kty != "oct" {
@@ -472,7 +443,7 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
                         if secret.len() < 16 {
                             return Err(err(
                                 format!("{kpath}.k"),
-                                "client secrets must be at least 16 characters",
+                                format!("the secret of client {:?} must be at least 16 characters", item.client_id),
                             ));
                         }
                         entry.push(sha256_hex(&secret));
@@ -499,16 +470,8 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
             }
         }
     }
-    let keys = keys.ok_or_else(|| {
-        err(
-            "secrets",
-            "an `oauth` secret with at least one signing key is required",
-        )
-    })?;
-    Ok(Secrets {
-        keys,
-        client_secret_hashes,
-    })
+    let keys = keys.ok_or_else(|| err("secrets", "an `oauth` secret with at least one signing key is required"))?;
+    Ok(Secrets { keys, client_secret_hashes })
 }
 
 /// Parses and validates the config document against the loaded secrets.
@@ -522,53 +485,32 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
     let https = origin_url.scheme() == "https";
     let mut cors_origins = BTreeSet::new();
     for (i, o) in raw.http.allowed_origins.iter().enumerate() {
-        cors_origins.insert(origin_of(&parse_origin(
-            &format!("http.allowed_origins[{i}]"),
-            o,
-        )?));
+        cors_origins.insert(origin_of(&parse_origin(&format!("http.allowed_origins[{i}]"), o)?));
     }
     if let Some(domain) = &raw.http.cookie_domain {
         let host = origin_url.host_str().unwrap_or_default();
         if !cookie_domain_ok(domain, host) {
             return Err(err(
                 "http.cookie_domain",
-                format!(
-                    "{domain:?} is neither {host} nor a parent domain of it, so browsers would drop the cookie"
-                ),
+                format!("{domain:?} is neither {host} nor a parent domain of it, so browsers would drop the cookie"),
             ));
         }
     }
-    if !raw
-        .http
-        .cookie_prefix
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(err(
-            "http.cookie_prefix",
-            "may contain only letters, digits, '_' and '-'",
-        ));
+    if !raw.http.cookie_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(err("http.cookie_prefix", "may contain only letters, digits, '_' and '-'"));
     }
     for (path, v) in [
         ("session.lifetime_seconds", raw.session.lifetime_seconds),
-        (
-            "session.idle_timeout_seconds",
-            raw.session.idle_timeout_seconds,
-        ),
+        ("session.idle_timeout_seconds", raw.session.idle_timeout_seconds),
     ] {
         if v == 0 {
             return Err(err(path, "must be at least 1"));
         }
     }
     if let Some(logo) = &raw.ui.logo_url {
-        let ok = Url::parse(logo)
-            .map(|u| u.scheme() == "https" || origin_of(&u) == issuer)
-            .unwrap_or(false);
+        let ok = Url::parse(logo).map(|u| u.scheme() == "https" || origin_of(&u) == issuer).unwrap_or(false);
         if !ok {
-            return Err(err(
-                "ui.logo_url",
-                "must be an https URL (or on the public origin)",
-            ));
+            return Err(err("ui.logo_url", "must be an https URL (or on the public origin)"));
         }
     }
     if !is_color(&raw.ui.primary_color) {
@@ -579,21 +521,12 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
         let p = format!("oauth.clients[{i}]");
         if c.client_id.is_empty()
             || c.client_id.len() > 128
-            || !c
-                .client_id
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b':')
+            || !c.client_id.bytes().all(|b| b.is_ascii_graphic() && b != b':')
         {
-            return Err(err(
-                format!("{p}.client_id"),
-                "must be 1-128 printable characters without ':' or spaces",
-            ));
+            return Err(err(format!("{p}.client_id"), "must be 1-128 printable characters without ':' or spaces"));
         }
         if clients.iter().any(|o| o.id == c.client_id) {
-            return Err(err(
-                format!("{p}.client_id"),
-                format!("duplicate client_id {:?}", c.client_id),
-            ));
+            return Err(err(format!("{p}.client_id"), format!("duplicate client_id {:?}", c.client_id)));
         }
         for (j, u) in c.redirect_uris.iter().enumerate() {
             check_redirect_uri(&format!("{p}.redirect_uris[{j}]"), u)?;
@@ -608,24 +541,11 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
         }
         let m2m = c.x_application_type == ApplicationType::M2m;
         if !m2m && c.redirect_uris.is_empty() {
-            return Err(err(
-                format!("{p}.redirect_uris"),
-                "at least one redirect URI is required",
-            ));
+            return Err(err(format!("{p}.redirect_uris"), "at least one redirect URI is required"));
         }
-        let secret_hashes = secrets
-            .client_secret_hashes
-            .get(&c.client_id)
-            .cloned()
-            .unwrap_or_default();
-        let needs_secret = matches!(
-            c.x_application_type,
-            ApplicationType::Confidential | ApplicationType::M2m
-        );
-        let forbids_secret = matches!(
-            c.x_application_type,
-            ApplicationType::Spa | ApplicationType::Native
-        );
+        let secret_hashes = secrets.client_secret_hashes.get(&c.client_id).cloned().unwrap_or_default();
+        let needs_secret = matches!(c.x_application_type, ApplicationType::Confidential | ApplicationType::M2m);
+        let forbids_secret = matches!(c.x_application_type, ApplicationType::Spa | ApplicationType::Native);
         if needs_secret && secret_hashes.is_empty() {
             return Err(err(
                 format!("{p}.client_id"),
@@ -638,42 +558,27 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
         if forbids_secret && !secret_hashes.is_empty() {
             return Err(err(
                 format!("{p}.x_application_type"),
-                "spa and native clients are public and must not have a secret",
+                format!("client {:?} is public ({:?}) and must not have a secret", c.client_id, c.x_application_type),
             ));
         }
         let grant_types: BTreeSet<GrantType> = match (&c.grant_types, c.x_application_type) {
             (_, ApplicationType::M2m) => BTreeSet::from([GrantType::ClientCredentials]),
             (Some(g), _) => g.iter().copied().collect(),
-            (None, ApplicationType::Confidential) => BTreeSet::from([
-                GrantType::AuthorizationCode,
-                GrantType::RefreshToken,
-                GrantType::ClientCredentials,
-            ]),
+            (None, ApplicationType::Confidential) => {
+                BTreeSet::from([GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials])
+            }
             (None, _) => BTreeSet::from([GrantType::AuthorizationCode, GrantType::RefreshToken]),
         };
-        if m2m
-            && c.grant_types
-                .as_ref()
-                .is_some_and(|g| g.iter().any(|g| *g != GrantType::ClientCredentials))
-        {
-            return Err(err(
-                format!("{p}.grant_types"),
-                "m2m clients may only use client_credentials",
-            ));
+        if m2m && c.grant_types.as_ref().is_some_and(|g| g.iter().any(|g| *g != GrantType::ClientCredentials)) {
+            return Err(err(format!("{p}.grant_types"), "m2m clients may only use client_credentials"));
         }
         if grant_types.contains(&GrantType::ClientCredentials) && !needs_secret {
-            return Err(err(
-                format!("{p}.grant_types"),
-                "client_credentials needs a confidential or m2m client",
-            ));
+            return Err(err(format!("{p}.grant_types"), "client_credentials needs a confidential or m2m client"));
         }
         if let Some(rt) = &c.response_types {
             for (j, t) in rt.iter().enumerate() {
                 if !matches!(t.as_str(), "code" | "none") {
-                    return Err(err(
-                        format!("{p}.response_types[{j}]"),
-                        format!("unsupported response type {t:?}"),
-                    ));
+                    return Err(err(format!("{p}.response_types[{j}]"), format!("unsupported response type {t:?}")));
                 }
             }
         }
@@ -685,33 +590,18 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
         }
         let at = c.access_token_lifetime_seconds;
         if at == 0 || (m2m && at > 2_419_200) {
-            return Err(err(
-                format!("{p}.access_token_lifetime_seconds"),
-                "must be at least 1 (m2m: at most 2419200)",
-            ));
+            return Err(err(format!("{p}.access_token_lifetime_seconds"), "must be at least 1 (m2m: at most 2419200)"));
         }
-        let rt_lifetime = c
-            .refresh_token_lifetime_seconds
-            .unwrap_or_else(|| at.max(31_449_600));
+        let rt_lifetime = c.refresh_token_lifetime_seconds.unwrap_or_else(|| at.max(31_449_600));
         if rt_lifetime == 0 {
-            return Err(err(
-                format!("{p}.refresh_token_lifetime_seconds"),
-                "must be at least 1",
-            ));
+            return Err(err(format!("{p}.refresh_token_lifetime_seconds"), "must be at least 1"));
         }
         if c.refresh_token_idle_timeout_seconds == 0 {
-            return Err(err(
-                format!("{p}.refresh_token_idle_timeout_seconds"),
-                "must be at least 1",
-            ));
+            return Err(err(format!("{p}.refresh_token_idle_timeout_seconds"), "must be at least 1"));
         }
         clients.push(Client {
             id: c.client_id.clone(),
-            name: c
-                .client_name
-                .clone()
-                .or_else(|| c.name.clone())
-                .unwrap_or_else(|| c.client_id.clone()),
+            name: c.client_name.clone().or_else(|| c.name.clone()).unwrap_or_else(|| c.client_id.clone()),
             application_type: c.x_application_type,
             redirect_uris: c.redirect_uris.clone(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
@@ -727,10 +617,7 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
     }
     for id in secrets.client_secret_hashes.keys() {
         if !clients.iter().any(|c| &c.id == id) {
-            return Err(err(
-                "oauth.client_secrets",
-                format!("secret for unknown client {id:?}"),
-            ));
+            return Err(err("oauth.client_secrets", format!("secret for unknown client {id:?}")));
         }
     }
     Ok(Config {

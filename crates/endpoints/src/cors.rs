@@ -17,16 +17,11 @@ fn allowed<'a>(config: &Config, origin: Option<&'a str>) -> Option<&'a str> {
 /// Adds CORS headers when `origin` is allowed. `Vary: Origin` always, so a shared
 /// cache never serves one origin's answer to another.
 pub fn decorate(config: &Config, origin: Option<&str>, resp: &mut Response) {
-    resp.headers_mut()
-        .append(http::header::VARY, http::HeaderValue::from_static("Origin"));
+    resp.headers_mut().append(http::header::VARY, http::HeaderValue::from_static("Origin"));
     if let Some(o) = allowed(config, origin) {
         set_header(resp, "access-control-allow-origin", o);
         set_header(resp, "access-control-allow-credentials", "true");
-        set_header(
-            resp,
-            "access-control-expose-headers",
-            "WWW-Authenticate, Retry-After",
-        );
+        set_header(resp, "access-control-expose-headers", "WWW-Authenticate, Retry-After");
     }
 }
 
@@ -37,11 +32,7 @@ pub fn preflight(config: &Config, req: &Request<Bytes>) -> Response {
     let origin = header_text(req.headers(), "origin");
     let is_preflight = req.headers().contains_key("access-control-request-method");
     if is_preflight && allowed(config, origin).is_some() {
-        set_header(
-            &mut resp,
-            "access-control-allow-methods",
-            "GET, POST, OPTIONS",
-        );
+        set_header(&mut resp, "access-control-allow-methods", "GET, POST, OPTIONS");
         set_header(
             &mut resp,
             "access-control-allow-headers",

@@ -9,12 +9,8 @@ use crate::App;
 use crate::response::{Response, json, set_header};
 
 /// Scopes the authorization endpoint grants; others are dropped from requests.
-pub const SUPPORTED_SCOPES: &[&str] = &[
-    "openid",
-    "offline_access",
-    "profile",
-    "https://authgear.com/scopes/full-access",
-];
+pub const SUPPORTED_SCOPES: &[&str] =
+    &["openid", "offline_access", "profile", "https://authgear.com/scopes/full-access"];
 
 pub fn discovery<S: Store>(app: &App<S>) -> Response {
     let iss = &app.config.issuer;

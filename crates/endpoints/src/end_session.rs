@@ -20,12 +20,7 @@ use crate::request::{Params, is_form};
 use crate::response::{Response, add_cookie, html, redirect};
 use crate::session::CookieSession;
 
-const CARRIED: &[&str] = &[
-    "id_token_hint",
-    "post_logout_redirect_uri",
-    "state",
-    "client_id",
-];
+const CARRIED: &[&str] = &["id_token_hint", "post_logout_redirect_uri", "state", "client_id"];
 
 impl<S: Store> App<S> {
     pub(crate) async fn end_session(&self, req: &Request<Bytes>) -> Result<Response, PageError> {
@@ -55,16 +50,12 @@ impl<S: Store> App<S> {
         };
         let client: Option<&Client> = match (params.get("client_id"), &hint) {
             (Some(id), hint) => {
-                let c = self.config.client(id).ok_or_else(|| {
-                    PageError::BadRequest("The application is not registered.".into())
-                })?;
-                if hint
-                    .as_ref()
-                    .is_some_and(|h| !h.audiences.iter().any(|a| a == id))
-                {
-                    return Err(PageError::BadRequest(
-                        "The id_token_hint was not issued to this application.".into(),
-                    ));
+                let c = self
+                    .config
+                    .client(id)
+                    .ok_or_else(|| PageError::BadRequest("The application is not registered.".into()))?;
+                if hint.as_ref().is_some_and(|h| !h.audiences.iter().any(|a| a == id)) {
+                    return Err(PageError::BadRequest("The id_token_hint was not issued to this application.".into()));
                 }
                 Some(c)
             }
@@ -74,14 +65,11 @@ impl<S: Store> App<S> {
         let target = match params.get("post_logout_redirect_uri") {
             Some(uri) => {
                 let c = client.ok_or_else(|| {
-                    PageError::BadRequest(
-                        "A post_logout_redirect_uri needs client_id or id_token_hint.".into(),
-                    )
+                    PageError::BadRequest("A post_logout_redirect_uri needs client_id or id_token_hint.".into())
                 })?;
                 if !c.post_logout_redirect_uris.iter().any(|u| u == uri) {
                     return Err(PageError::BadRequest(
-                        "The post_logout_redirect_uri is not registered for this application."
-                            .into(),
+                        "The post_logout_redirect_uri is not registered for this application.".into(),
                     ));
                 }
                 Some(uri)
@@ -91,20 +79,13 @@ impl<S: Store> App<S> {
         let cookie = self.cookie_session(req.headers()).await?;
         let confirmed = req.method() == Method::POST && params.get("confirm") == Some("yes");
         if confirmed && !self.csrf_ok(req.headers(), &params) {
-            return Err(PageError::BadRequest(
-                "The sign-out form expired. Go back and try again.".into(),
-            ));
+            return Err(PageError::BadRequest("The sign-out form expired. Go back and try again.".into()));
         }
         if let (CookieSession::Valid(..), None, false) = (&cookie, &hint, confirmed) {
-            let carried: Vec<(String, String)> = CARRIED
-                .iter()
-                .filter_map(|n| params.get(n).map(|v| ((*n).to_owned(), v.to_owned())))
-                .collect();
+            let carried: Vec<(String, String)> =
+                CARRIED.iter().filter_map(|n| params.get(n).map(|v| ((*n).to_owned(), v.to_owned()))).collect();
             let (csrf, set_cookie) = self.csrf_token(req.headers());
-            let mut resp = html(
-                StatusCode::OK,
-                html::logout_confirm_page(&self.config.ui, &carried, &csrf),
-            );
+            let mut resp = html(StatusCode::OK, html::logout_confirm_page(&self.config.ui, &carried, &csrf));
             if let Some(c) = set_cookie {
                 add_cookie(&mut resp, &c);
             }
@@ -124,19 +105,16 @@ impl<S: Store> App<S> {
         let mut resp = match target {
             Some(uri) => {
                 let Ok(mut url) = Url::parse(uri) else {
-                    return Err(PageError::BadRequest(
-                        "The post_logout_redirect_uri is invalid.".into(),
-                    ));
+                    return Err(PageError::BadRequest("The post_logout_redirect_uri is invalid.".into()));
                 };
                 if let Some(state) = params.get("state") {
                     url.query_pairs_mut().append_pair("state", state);
                 }
                 redirect(url.as_str())
             }
-            None => html(
-                StatusCode::OK,
-                html::message_page(&self.config.ui, "Signed out", "You have been signed out."),
-            ),
+            None => {
+                html(StatusCode::OK, html::message_page(&self.config.ui, "Signed out", "You have been signed out."))
+            }
         };
         if !matches!(cookie, CookieSession::Absent) {
             add_cookie(&mut resp, &self.clear_session_cookie());

@@ -85,43 +85,19 @@ impl ApiError {
     pub fn response(&self) -> Response {
         let (status, code, description) = match self {
             ApiError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d.as_str()),
-            ApiError::InvalidClient { description, .. } => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                description.as_str(),
-            ),
-            ApiError::InvalidGrant(d) => (StatusCode::BAD_REQUEST, "invalid_grant", d.as_str()),
-            ApiError::UnauthorizedClient(d) => {
-                (StatusCode::BAD_REQUEST, "unauthorized_client", d.as_str())
+            ApiError::InvalidClient { description, .. } => {
+                (StatusCode::UNAUTHORIZED, "invalid_client", description.as_str())
             }
-            ApiError::UnsupportedGrantType(d) => (
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                d.as_str(),
-            ),
+            ApiError::InvalidGrant(d) => (StatusCode::BAD_REQUEST, "invalid_grant", d.as_str()),
+            ApiError::UnauthorizedClient(d) => (StatusCode::BAD_REQUEST, "unauthorized_client", d.as_str()),
+            ApiError::UnsupportedGrantType(d) => (StatusCode::BAD_REQUEST, "unsupported_grant_type", d.as_str()),
             ApiError::InvalidScope(d) => (StatusCode::BAD_REQUEST, "invalid_scope", d.as_str()),
             ApiError::InvalidToken(d) => (StatusCode::UNAUTHORIZED, "invalid_token", d.as_str()),
-            ApiError::MissingToken => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "an access token is required",
-            ),
-            ApiError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-                "request body too large",
-            ),
+            ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_token", "an access token is required"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body too large"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
-            ApiError::MethodNotAllowed(_) => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "invalid_request",
-                "method not allowed",
-            ),
-            ApiError::Unavailable(d) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                d.as_str(),
-            ),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "method not allowed"),
+            ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", d.as_str()),
         };
         let mut resp = no_store(json(status, &body(code, description)));
         match self {
@@ -136,9 +112,7 @@ impl ApiError {
                     d.replace('"', "'")
                 ),
             ),
-            ApiError::MissingToken => {
-                set_header(&mut resp, "www-authenticate", "Bearer realm=\"latchkey\"")
-            }
+            ApiError::MissingToken => set_header(&mut resp, "www-authenticate", "Bearer realm=\"latchkey\""),
             ApiError::MethodNotAllowed(allow) => set_header(&mut resp, "allow", allow),
             ApiError::Unavailable(_) => set_header(&mut resp, "retry-after", RETRY_AFTER_SECONDS),
             _ => {}
@@ -183,16 +157,12 @@ impl PageError {
     pub fn response(&self, ui: &UiConfig) -> Response {
         let (status, title, message) = match self {
             PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Invalid request", m.as_str()),
-            PageError::MethodNotAllowed(_) => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed",
-                "This page does not accept that method.",
-            ),
-            PageError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request too large",
-                "The request was too large.",
-            ),
+            PageError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "This page does not accept that method.")
+            }
+            PageError::PayloadTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "Request too large", "The request was too large.")
+            }
             PageError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Temporarily unavailable",

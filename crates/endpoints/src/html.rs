@@ -69,13 +69,7 @@ fn page(ui: &UiConfig, title: &str, content: &str) -> String {
 fn hidden_inputs(params: &[(String, String)]) -> String {
     params
         .iter()
-        .map(|(n, v)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
-                escape(n),
-                escape(v)
-            )
-        })
+        .map(|(n, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">\n", escape(n), escape(v)))
         .collect()
 }
 
@@ -88,9 +82,7 @@ pub fn login_page(
     csrf: &str,
     error: Option<&str>,
 ) -> String {
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
+    let error = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
     let content = format!(
         r#"<h1>Sign in to {product}</h1>
 {error}<form method="post" action="/oauth2/authorize">
@@ -129,11 +121,7 @@ pub fn logout_confirm_page(ui: &UiConfig, params: &[(String, String)], csrf: &st
 
 /// A page with a heading and a message.
 pub fn message_page(ui: &UiConfig, title: &str, message: &str) -> String {
-    page(
-        ui,
-        title,
-        &format!("<h1>{}</h1>\n<p>{}</p>", escape(title), escape(message)),
-    )
+    page(ui, title, &format!("<h1>{}</h1>\n<p>{}</p>", escape(title), escape(message)))
 }
 
 #[cfg(test)]
@@ -143,14 +131,7 @@ mod tests {
     #[test]
     fn values_are_escaped() {
         let ui = UiConfig::default();
-        let p = login_page(
-            &ui,
-            "<app>",
-            &[("state".into(), "\"><script>".into())],
-            "a&b",
-            "c",
-            Some("<b>"),
-        );
+        let p = login_page(&ui, "<app>", &[("state".into(), "\"><script>".into())], "a&b", "c", Some("<b>"));
         assert!(!p.contains("<script>"));
         assert!(p.contains("&quot;&gt;&lt;script&gt;"));
         assert!(p.contains("value=\"a&amp;b\""));

@@ -70,13 +70,7 @@ impl<S: Store> App<S> {
         clock: Box<dyn Clock>,
         entropy: Box<dyn Entropy>,
     ) -> Self {
-        App {
-            config,
-            keys,
-            store,
-            clock,
-            entropy,
-        }
+        App { config, keys, store, clock, entropy }
     }
 
     /// The configuration.
@@ -121,16 +115,14 @@ impl<S: Store> App<S> {
 
     async fn route(&self, path: &str, req: Request<Bytes>) -> Response {
         let method = req.method().clone();
-        let api_method = |allow: &'static str, ok: bool| {
-            (!ok).then(|| ApiError::MethodNotAllowed(allow).response())
-        };
+        let api_method = |allow: &'static str, ok: bool| (!ok).then(|| ApiError::MethodNotAllowed(allow).response());
         match path {
             "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server" => {
-                api_method("GET, HEAD, OPTIONS", is_get(&method))
-                    .unwrap_or_else(|| discovery::discovery(self))
+                api_method("GET, HEAD, OPTIONS", is_get(&method)).unwrap_or_else(|| discovery::discovery(self))
             }
-            "/oauth2/jwks" => api_method("GET, HEAD, OPTIONS", is_get(&method))
-                .unwrap_or_else(|| discovery::jwks(self)),
+            "/oauth2/jwks" => {
+                api_method("GET, HEAD, OPTIONS", is_get(&method)).unwrap_or_else(|| discovery::jwks(self))
+            }
             "/oauth2/token" => match api_method("POST, OPTIONS", method == Method::POST) {
                 Some(r) => r,
                 None => self.token(&req).await.unwrap_or_else(|e| e.response()),
@@ -139,13 +131,12 @@ impl<S: Store> App<S> {
                 Some(r) => r,
                 None => self.revoke(&req).await.unwrap_or_else(|e| e.response()),
             },
-            "/oauth2/userinfo" => match api_method(
-                "GET, POST, OPTIONS",
-                method == Method::GET || method == Method::POST,
-            ) {
-                Some(r) => r,
-                None => self.userinfo(&req).await.unwrap_or_else(|e| e.response()),
-            },
+            "/oauth2/userinfo" => {
+                match api_method("GET, POST, OPTIONS", method == Method::GET || method == Method::POST) {
+                    Some(r) => r,
+                    None => self.userinfo(&req).await.unwrap_or_else(|e| e.response()),
+                }
+            }
             "/_resolver/resolve" => match api_method("GET, HEAD", is_get(&method)) {
                 Some(r) => r,
                 None => self.resolve(&req).await.unwrap_or_else(|e| e.response()),
@@ -154,17 +145,13 @@ impl<S: Store> App<S> {
                 if method != Method::GET && method != Method::POST {
                     return PageError::MethodNotAllowed("GET, POST").response(&self.config.ui);
                 }
-                self.authorize(&req)
-                    .await
-                    .unwrap_or_else(|e| e.response(&self.config.ui))
+                self.authorize(&req).await.unwrap_or_else(|e| e.response(&self.config.ui))
             }
             "/oauth2/end_session" => {
                 if method != Method::GET && method != Method::POST {
                     return PageError::MethodNotAllowed("GET, POST").response(&self.config.ui);
                 }
-                self.end_session(&req)
-                    .await
-                    .unwrap_or_else(|e| e.response(&self.config.ui))
+                self.end_session(&req).await.unwrap_or_else(|e| e.response(&self.config.ui))
             }
             "/healthz" => match api_method("GET, HEAD", is_get(&method)) {
                 Some(r) => r,

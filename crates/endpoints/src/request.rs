@@ -56,16 +56,8 @@ fn decode(part: &[u8]) -> Result<String, BadParams> {
         match part[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hi = part
-                    .get(i + 1)
-                    .copied()
-                    .and_then(hex_val)
-                    .ok_or(BadParams::BadEscape)?;
-                let lo = part
-                    .get(i + 2)
-                    .copied()
-                    .and_then(hex_val)
-                    .ok_or(BadParams::BadEscape)?;
+                let hi = part.get(i + 1).copied().and_then(hex_val).ok_or(BadParams::BadEscape)?;
+                let lo = part.get(i + 2).copied().and_then(hex_val).ok_or(BadParams::BadEscape)?;
                 out.push(hi << 4 | lo);
                 i += 2;
             }
@@ -100,10 +92,7 @@ impl Params {
 
     /// The value of `name`; an empty value counts as absent (RFC 6749 §3.1).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, v)| n == name && !v.is_empty())
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(n, v)| n == name && !v.is_empty()).map(|(_, v)| v.as_str())
     }
 
     /// All pairs, in request order.
@@ -132,10 +121,7 @@ pub fn is_form(headers: &HeaderMap) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|t| {
-            t.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
 }
 
 /// The value of cookie `name`, if sent (the first one when repeated).
@@ -184,10 +170,8 @@ pub fn authorization(headers: &HeaderMap) -> Authorization<'_> {
         return Authorization::Bearer(rest);
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok());
+        let decoded =
+            base64::engine::general_purpose::STANDARD.decode(rest).ok().and_then(|b| String::from_utf8(b).ok());
         if let Some((id, secret)) = decoded.as_deref().and_then(|d| d.split_once(':'))
             && let (Ok(id), Ok(secret)) = (decode(id.as_bytes()), decode(secret.as_bytes()))
         {
@@ -212,10 +196,7 @@ mod tests {
         assert_eq!(p.get("a"), Some("1"));
         assert_eq!(p.get("b"), Some("x y z"));
         assert_eq!(p.get("c"), None);
-        assert_eq!(
-            Params::parse(b"a=1&a=2").unwrap_err(),
-            BadParams::Duplicate("a".into())
-        );
+        assert_eq!(Params::parse(b"a=1&a=2").unwrap_err(), BadParams::Duplicate("a".into()));
         assert_eq!(Params::parse(b"a=%FF").unwrap_err(), BadParams::NotUtf8);
         assert_eq!(Params::parse(b"a=\xff").unwrap_err(), BadParams::NotUtf8);
         assert_eq!(Params::parse(b"a=%G1").unwrap_err(), BadParams::BadEscape);
@@ -229,10 +210,7 @@ mod tests {
         h.insert(AUTHORIZATION, "bearer abc".parse().unwrap());
         assert_eq!(authorization(&h), Authorization::Bearer("abc"));
         h.insert(AUTHORIZATION, "Basic YSUzQWI6cyUyNg==".parse().unwrap());
-        assert_eq!(
-            authorization(&h),
-            Authorization::Basic("a:b".into(), "s&".into())
-        );
+        assert_eq!(authorization(&h), Authorization::Basic("a:b".into(), "s&".into()));
         h.insert(AUTHORIZATION, "Digest x".parse().unwrap());
         assert_eq!(authorization(&h), Authorization::Malformed);
     }

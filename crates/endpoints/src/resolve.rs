@@ -31,18 +31,14 @@ impl<S: Store> App<S> {
             Some("true" | "1") => true,
             Some("false" | "0") => false,
             Some(_) => {
-                return Err(ApiError::InvalidRequest(
-                    "strict must be true or false".into(),
-                ));
+                return Err(ApiError::InvalidRequest("strict must be true or false".into()));
             }
             None => self.config.resolver.strict,
         };
         let outcome = match authorization(req.headers()) {
             Authorization::Bearer(token) => match self.bearer_session(token).await? {
                 BearerSession::Valid(_, session, user) => Outcome::Valid(session, user),
-                BearerSession::Invalid => Outcome::Invalid {
-                    clear_cookie: false,
-                },
+                BearerSession::Invalid => Outcome::Invalid { clear_cookie: false },
             },
             _ => match self.cookie_session(req.headers()).await? {
                 CookieSession::Valid(session, user) => Outcome::Valid(session, user),
@@ -57,30 +53,18 @@ impl<S: Store> App<S> {
                 set_header(&mut resp, "x-authgear-session-valid", "true");
                 set_header(&mut resp, "x-authgear-user-id", &user.id);
                 set_header(&mut resp, "x-authgear-user-anonymous", "false");
-                set_header(
-                    &mut resp,
-                    "x-authgear-user-verified",
-                    if user.is_verified { "true" } else { "false" },
-                );
+                set_header(&mut resp, "x-authgear-user-verified", if user.is_verified { "true" } else { "false" });
                 set_header(&mut resp, "x-authgear-user-can-reauthenticate", "true");
                 if !user.roles.is_empty() {
                     set_header(&mut resp, "x-authgear-user-roles", &user.roles.join(","));
                 }
                 set_header(&mut resp, "x-authgear-session-amr", &session.amr.join(" "));
-                set_header(
-                    &mut resp,
-                    "x-authgear-session-authenticated-at",
-                    &session.authenticated_at.to_string(),
-                );
+                set_header(&mut resp, "x-authgear-session-authenticated-at", &session.authenticated_at.to_string());
             }
             Outcome::Invalid { clear_cookie } => {
                 if strict {
                     resp = empty(StatusCode::UNAUTHORIZED);
-                    set_header(
-                        &mut resp,
-                        "www-authenticate",
-                        "Bearer realm=\"latchkey\", error=\"invalid_token\"",
-                    );
+                    set_header(&mut resp, "www-authenticate", "Bearer realm=\"latchkey\", error=\"invalid_token\"");
                 }
                 set_header(&mut resp, "x-authgear-session-valid", "false");
                 if clear_cookie {

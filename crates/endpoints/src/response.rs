@@ -10,8 +10,7 @@ pub type Response = http::Response<Bytes>;
 fn with_body(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
     let mut resp = http::Response::new(body.into());
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -22,10 +21,8 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response {
 
 /// Marks a response as never to be cached (token responses, RFC 6749 §5.1).
 pub fn no_store(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut()
-        .insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
     resp
 }
 
@@ -40,31 +37,18 @@ pub fn html(status: StatusCode, body: String) -> Response {
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https:; base-uri 'none'; frame-ancestors 'none'",
         ),
     );
-    h.insert(
-        HeaderName::from_static("x-frame-options"),
-        HeaderValue::from_static("DENY"),
-    );
-    h.insert(
-        HeaderName::from_static("referrer-policy"),
-        HeaderValue::from_static("no-referrer"),
-    );
+    h.insert(HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY"));
+    h.insert(HeaderName::from_static("referrer-policy"), HeaderValue::from_static("no-referrer"));
     resp
 }
 
 /// A 302 redirect. `location` must already be a valid, checked URL.
 pub fn redirect(location: &str) -> Response {
-    let mut resp = no_store(with_body(
-        StatusCode::FOUND,
-        "text/plain; charset=utf-8",
-        Bytes::new(),
-    ));
+    let mut resp = no_store(with_body(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new()));
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(LOCATION, v);
     }
-    resp.headers_mut().insert(
-        HeaderName::from_static("referrer-policy"),
-        HeaderValue::from_static("no-referrer"),
-    );
+    resp.headers_mut().insert(HeaderName::from_static("referrer-policy"), HeaderValue::from_static("no-referrer"));
     resp
 }
 

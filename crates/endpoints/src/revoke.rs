@@ -20,39 +20,26 @@ use crate::response::{Response, empty, no_store};
 impl<S: Store> App<S> {
     pub(crate) async fn revoke(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
         if !is_form(req.headers()) {
-            return Err(ApiError::InvalidRequest(
-                "the body must be application/x-www-form-urlencoded".into(),
-            ));
+            return Err(ApiError::InvalidRequest("the body must be application/x-www-form-urlencoded".into()));
         }
         let params = Params::parse(req.body())?;
         let client = self.authenticate_client(req.headers(), &params)?;
-        let token = params
-            .get("token")
-            .ok_or_else(|| ApiError::InvalidRequest("token is required".into()))?;
+        let token = params.get("token").ok_or_else(|| ApiError::InvalidRequest("token is required".into()))?;
         let now = self.now();
-        let belongs = |session_client: Option<&str>| {
-            client.is_none_or(|c| session_client == Some(c.id.as_str()))
-        };
+        let belongs = |session_client: Option<&str>| client.is_none_or(|c| session_client == Some(c.id.as_str()));
         if let Some(rt) = CompoundToken::parse(token) {
             if let Some(session) = self.store.session(rt.id).await? {
                 let hash = rt.hash();
                 let matches = session.refresh.as_ref().is_some_and(|st| {
                     constant_time_eq(&st.current, &hash)
-                        | st.previous
-                            .as_deref()
-                            .is_some_and(|p| constant_time_eq(p, &hash))
+                        | st.previous.as_deref().is_some_and(|p| constant_time_eq(p, &hash))
                 });
-                if session.kind == SessionKind::Token
-                    && matches
-                    && belongs(session.client_id.as_deref())
-                {
+                if session.kind == SessionKind::Token && matches && belongs(session.client_id.as_deref()) {
                     self.store.revoke_session(&session.id, now).await?;
                     tracing::info!(user_id = %session.user_id, "session revoked by refresh token");
                 }
             }
-        } else if let Ok(verified) = self
-            .keys
-            .verify_access_token(token, &self.access_expectations())
+        } else if let Ok(verified) = self.keys.verify_access_token(token, &self.access_expectations())
             && let Some(sid) = verified.claims.sid.as_deref()
             && belongs(Some(verified.claims.client_id.as_str()))
         {

@@ -5,9 +5,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request};
 use latchkey_store::{Session, SessionKind, Store, StoreError, User};
 use latchkey_token::jwt::{AccessClaims, Expectations, IdClaims, Registered, UserClaims, Verified};
-use latchkey_token::secret::{
-    CompoundToken, constant_time_eq, new_compound, random_secret, random_uuid, sha256_hex,
-};
+use latchkey_token::secret::{CompoundToken, constant_time_eq, new_compound, random_secret, random_uuid, sha256_hex};
 use latchkey_token::{UnixSeconds, expiry};
 
 use crate::App;
@@ -65,11 +63,7 @@ impl<S: Store> App<S> {
     }
 
     /// Records a use of `session`, at most once per [`expiry::LAST_USE_RESOLUTION_SECONDS`].
-    pub(crate) async fn record_use(
-        &self,
-        session: &Session,
-        now: UnixSeconds,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn record_use(&self, session: &Session, now: UnixSeconds) -> Result<(), StoreError> {
         if expiry::should_record_use(session.last_used_at, now) {
             self.store.touch_session(&session.id, now).await?;
         }
@@ -77,10 +71,7 @@ impl<S: Store> App<S> {
     }
 
     /// Resolves the session cookie.
-    pub(crate) async fn cookie_session(
-        &self,
-        headers: &HeaderMap,
-    ) -> Result<CookieSession, StoreError> {
+    pub(crate) async fn cookie_session(&self, headers: &HeaderMap) -> Result<CookieSession, StoreError> {
         let name = self.config.session_cookie_name();
         let Some(value) = cookie(headers, &name) else {
             return Ok(CookieSession::Absent);
@@ -91,10 +82,7 @@ impl<S: Store> App<S> {
         let Some(session) = self.store.session(token.id).await? else {
             return Ok(CookieSession::Invalid);
         };
-        let hash_ok = session
-            .secret_hash
-            .as_deref()
-            .is_some_and(|h| constant_time_eq(h, &token.hash()));
+        let hash_ok = session.secret_hash.as_deref().is_some_and(|h| constant_time_eq(h, &token.hash()));
         if session.kind != SessionKind::Browser || !hash_ok || !session.is_active(self.now()) {
             return Ok(CookieSession::Invalid);
         }
@@ -117,10 +105,7 @@ impl<S: Store> App<S> {
     /// Resolves a bearer access token: signature and claims, then its session (`sid`)
     /// and user, so revocation is honoured.
     pub(crate) async fn bearer_session(&self, token: &str) -> Result<BearerSession, StoreError> {
-        let Ok(verified) = self
-            .keys
-            .verify_access_token(token, &self.access_expectations())
-        else {
+        let Ok(verified) = self.keys.verify_access_token(token, &self.access_expectations()) else {
             return Ok(BearerSession::Invalid);
         };
         let Some(sid) = verified.claims.sid.as_deref() else {
@@ -129,10 +114,7 @@ impl<S: Store> App<S> {
         let Some(session) = self.store.session(sid).await? else {
             return Ok(BearerSession::Invalid);
         };
-        if session.kind != SessionKind::Token
-            || session.user_id != verified.subject
-            || !session.is_active(self.now())
-        {
+        if session.kind != SessionKind::Token || session.user_id != verified.subject || !session.is_active(self.now()) {
             return Ok(BearerSession::Invalid);
         }
         match self.active_user(&session.user_id).await? {
@@ -143,10 +125,8 @@ impl<S: Store> App<S> {
 
     /// A `Set-Cookie` value for the session cookie.
     pub(crate) fn session_cookie(&self, value: &str, max_age: u64) -> String {
-        let mut c = format!(
-            "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax",
-            self.config.session_cookie_name()
-        );
+        let mut c =
+            format!("{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax", self.config.session_cookie_name());
         if self.config.https {
             c.push_str("; Secure");
         }
@@ -167,8 +147,8 @@ impl<S: Store> App<S> {
     /// `Set-Cookie` to send when it is new.
     pub(crate) fn csrf_token(&self, headers: &HeaderMap) -> (String, Option<String>) {
         let name = self.config.csrf_cookie_name();
-        if let Some(v) = cookie(headers, &name)
-            .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()))
+        if let Some(v) =
+            cookie(headers, &name).filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()))
         {
             return (v.to_owned(), None);
         }
@@ -216,10 +196,7 @@ impl<S: Store> App<S> {
             refresh: None,
             version: 0,
             user_agent: truncated(header_text(req.headers(), "user-agent"), 256),
-            ip: req
-                .extensions()
-                .get::<crate::ClientAddr>()
-                .map(|a| a.0.clone()),
+            ip: req.extensions().get::<crate::ClientAddr>().map(|a| a.0.clone()),
         };
         self.store.create_session(&session).await?;
         Ok((session, value))
@@ -249,16 +226,12 @@ impl<S: Store> App<S> {
         let body_id = params.get("client_id");
         let body_secret = params.get("client_secret");
         if basic && body_secret.is_some() {
-            return Err(ApiError::InvalidRequest(
-                "use exactly one client authentication method".into(),
-            ));
+            return Err(ApiError::InvalidRequest("use exactly one client authentication method".into()));
         }
         if let (Some(b), Some(p)) = (basic_id.as_deref(), body_id)
             && b != p
         {
-            return Err(ApiError::InvalidRequest(
-                "client_id does not match the Authorization header".into(),
-            ));
+            return Err(ApiError::InvalidRequest("client_id does not match the Authorization header".into()));
         }
         let Some(id) = basic_id.as_deref().or(body_id) else {
             if body_secret.is_some() {
@@ -267,26 +240,13 @@ impl<S: Store> App<S> {
             return Ok(None);
         };
         let secret = basic_secret.as_deref().or(body_secret);
-        let fail = |d: &str| ApiError::InvalidClient {
-            description: d.into(),
-            basic,
-        };
-        let client = self
-            .config
-            .client(id)
-            .ok_or_else(|| fail("invalid client ID"))?;
+        let fail = |d: &str| ApiError::InvalidClient { description: d.into(), basic };
+        let client = self.config.client(id).ok_or_else(|| fail("invalid client ID"))?;
         match (client.is_confidential(), secret) {
             (true, Some(s)) => {
                 let presented = sha256_hex(s);
-                let matched = client
-                    .secret_hashes
-                    .iter()
-                    .fold(false, |acc, h| acc | constant_time_eq(h, &presented));
-                if matched {
-                    Ok(Some(client))
-                } else {
-                    Err(fail("invalid client credentials"))
-                }
+                let matched = client.secret_hashes.iter().fold(false, |acc, h| acc | constant_time_eq(h, &presented));
+                if matched { Ok(Some(client)) } else { Err(fail("invalid client credentials")) }
             }
             (true, None) => Err(fail("client authentication is required")),
             (false, Some(_)) => Err(fail("a public client has no secret")),
@@ -329,33 +289,18 @@ impl<S: Store> App<S> {
             tracing::error!(error = %e, "token signing failed");
             ApiError::Unavailable("token signing failed".into())
         };
-        let access_token = self
-            .keys
-            .sign_access_token(&registered, claims)
-            .map_err(signing)?;
+        let access_token = self.keys.sign_access_token(&registered, claims).map_err(signing)?;
         let id_token = if scopes.iter().any(|s| s == "openid") {
-            let registered = Registered {
-                audience: &client.id,
-                lifetime_seconds: 300,
-                jwt_id: None,
-                nonce,
-                ..registered
-            };
+            let registered =
+                Registered { audience: &client.id, lifetime_seconds: 300, jwt_id: None, nonce, ..registered };
             let claims = IdClaims {
                 auth_time: session.authenticated_at,
                 sid: session.id.clone(),
                 amr: session.amr.clone(),
                 user: user_claims(user),
-                preferred_username: scopes
-                    .iter()
-                    .any(|s| s == "profile")
-                    .then(|| user.username.clone()),
+                preferred_username: scopes.iter().any(|s| s == "profile").then(|| user.username.clone()),
             };
-            Some(
-                self.keys
-                    .sign_id_token(&registered, claims)
-                    .map_err(signing)?,
-            )
+            Some(self.keys.sign_id_token(&registered, claims).map_err(signing)?)
         } else {
             None
         };

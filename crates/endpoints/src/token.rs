@@ -37,40 +37,29 @@ fn token_response(t: &IssuedTokens) -> Response {
 }
 
 fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, ApiError> {
-    params
-        .get(name)
-        .ok_or_else(|| ApiError::InvalidRequest(format!("{name} is required")))
+    params.get(name).ok_or_else(|| ApiError::InvalidRequest(format!("{name} is required")))
 }
 
 impl<S: Store> App<S> {
     pub(crate) async fn token(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
         if !is_form(req.headers()) {
-            return Err(ApiError::InvalidRequest(
-                "the body must be application/x-www-form-urlencoded".into(),
-            ));
+            return Err(ApiError::InvalidRequest("the body must be application/x-www-form-urlencoded".into()));
         }
         let params = Params::parse(req.body())?;
         let grant_type = required(&params, "grant_type")?;
-        let client = self
-            .authenticate_client(req.headers(), &params)?
-            .ok_or_else(|| ApiError::InvalidClient {
-                description: "client_id is required".into(),
-                basic: false,
-            })?;
         let grant = match grant_type {
             "authorization_code" => GrantType::AuthorizationCode,
             "refresh_token" => GrantType::RefreshToken,
             "client_credentials" => GrantType::ClientCredentials,
             other => {
-                return Err(ApiError::UnsupportedGrantType(format!(
-                    "grant type {other:?} is not supported"
-                )));
+                return Err(ApiError::UnsupportedGrantType(format!("grant type {other:?} is not supported")));
             }
         };
+        let client = self
+            .authenticate_client(req.headers(), &params)?
+            .ok_or_else(|| ApiError::InvalidClient { description: "client_id is required".into(), basic: false })?;
         if !client.allows(grant) {
-            return Err(ApiError::UnauthorizedClient(format!(
-                "client may not use {grant_type}"
-            )));
+            return Err(ApiError::UnauthorizedClient(format!("client may not use {grant_type}")));
         }
         match grant {
             GrantType::AuthorizationCode => self.code_grant(req, client, &params).await,
@@ -79,12 +68,7 @@ impl<S: Store> App<S> {
         }
     }
 
-    async fn code_grant(
-        &self,
-        req: &Request<Bytes>,
-        client: &Client,
-        params: &Params,
-    ) -> Result<Response, ApiError> {
+    async fn code_grant(&self, req: &Request<Bytes>, client: &Client, params: &Params) -> Result<Response, ApiError> {
         let code = required(params, "code")?;
         let redirect_uri = required(params, "redirect_uri")?;
         let verifier = params.get("code_verifier");
@@ -94,11 +78,7 @@ impl<S: Store> App<S> {
             return Err(invalid());
         }
         let session_id = random_uuid(self.entropy.as_ref());
-        let grant = match self
-            .store
-            .redeem_code(&sha256_hex(code), &session_id, now)
-            .await?
-        {
+        let grant = match self.store.redeem_code(&sha256_hex(code), &session_id, now).await? {
             Redemption::Redeemed(g) => g,
             Redemption::Replayed { session_id } => {
                 // RFC 6749 §4.1.2: a replayed code revokes what it issued.
@@ -119,16 +99,11 @@ impl<S: Store> App<S> {
         }
         let parent = self.store.session(&grant.browser_session_id).await?;
         if !parent.is_some_and(|p| p.is_active(now)) {
-            return Err(ApiError::InvalidGrant(
-                "the session that authorized this code has ended".into(),
-            ));
+            return Err(ApiError::InvalidGrant("the session that authorized this code has ended".into()));
         }
-        let user = self
-            .active_user(&grant.user_id)
-            .await?
-            .ok_or_else(invalid)?;
-        let wants_refresh = grant.scopes.iter().any(|s| s == "offline_access")
-            && client.allows(GrantType::RefreshToken);
+        let user = self.active_user(&grant.user_id).await?.ok_or_else(invalid)?;
+        let wants_refresh =
+            grant.scopes.iter().any(|s| s == "offline_access") && client.allows(GrantType::RefreshToken);
         let refresh_token = wants_refresh.then(|| new_compound(self.entropy.as_ref(), &session_id));
         let session = Session {
             id: session_id,
@@ -147,27 +122,14 @@ impl<S: Store> App<S> {
             last_used_at: now,
             revoked_at: None,
             secret_hash: None,
-            refresh: refresh_token
-                .as_deref()
-                .map(|t| RefreshState::new(sha256_hex(t))),
+            refresh: refresh_token.as_deref().map(|t| RefreshState::new(sha256_hex(t))),
             version: 0,
-            user_agent: header_text(req.headers(), "user-agent")
-                .map(|v| v.chars().take(256).collect()),
-            ip: req
-                .extensions()
-                .get::<crate::ClientAddr>()
-                .map(|a| a.0.clone()),
+            user_agent: header_text(req.headers(), "user-agent").map(|v| v.chars().take(256).collect()),
+            ip: req.extensions().get::<crate::ClientAddr>().map(|a| a.0.clone()),
         };
         self.store.create_session(&session).await?;
         tracing::info!(client_id = %client.id, user_id = %user.id, "tokens issued for a code");
-        let tokens = self.issue_tokens(
-            client,
-            &session,
-            &user,
-            &grant.scopes,
-            grant.nonce.clone(),
-            refresh_token,
-        )?;
+        let tokens = self.issue_tokens(client, &session, &user, &grant.scopes, grant.nonce.clone(), refresh_token)?;
         Ok(token_response(&tokens))
     }
 
@@ -177,27 +139,17 @@ impl<S: Store> App<S> {
         let token = CompoundToken::parse(presented).ok_or_else(invalid)?;
         let now = self.now();
         let session = self.store.session(token.id).await?.ok_or_else(invalid)?;
-        if session.kind != SessionKind::Token
-            || session.client_id.as_deref() != Some(client.id.as_str())
-        {
+        if session.kind != SessionKind::Token || session.client_id.as_deref() != Some(client.id.as_str()) {
             return Err(invalid());
         }
-        let user = self
-            .active_user(&session.user_id)
-            .await?
-            .ok_or_else(invalid)?;
+        let user = self.active_user(&session.user_id).await?.ok_or_else(invalid)?;
         let scopes = match params.get("scope") {
             None => session.scopes.clone(),
             Some(requested) => {
-                let requested: Vec<String> = requested
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect();
+                let requested: Vec<String> =
+                    requested.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
                 if !requested.iter().all(|s| session.scopes.contains(s)) {
-                    return Err(ApiError::InvalidScope(
-                        "a refresh cannot widen the granted scope".into(),
-                    ));
+                    return Err(ApiError::InvalidScope("a refresh cannot widen the granted scope".into()));
                 }
                 requested
             }
@@ -227,11 +179,7 @@ impl<S: Store> App<S> {
         Ok(token_response(&tokens))
     }
 
-    fn client_credentials_grant(
-        &self,
-        client: &Client,
-        params: &Params,
-    ) -> Result<Response, ApiError> {
+    fn client_credentials_grant(&self, client: &Client, params: &Params) -> Result<Response, ApiError> {
         let scope: Vec<&str> = params
             .get("scope")
             .unwrap_or_default()
@@ -244,13 +192,10 @@ impl<S: Store> App<S> {
         }
         let audience = match params.get("resource") {
             Some(r) => {
-                let url = Url::parse(r).map_err(|_| {
-                    ApiError::InvalidRequest("resource must be an absolute URI".into())
-                })?;
+                let url =
+                    Url::parse(r).map_err(|_| ApiError::InvalidRequest("resource must be an absolute URI".into()))?;
                 if url.fragment().is_some() {
-                    return Err(ApiError::InvalidRequest(
-                        "resource must not contain a fragment".into(),
-                    ));
+                    return Err(ApiError::InvalidRequest("resource must not contain a fragment".into()));
                 }
                 r.to_owned()
             }
@@ -266,18 +211,11 @@ impl<S: Store> App<S> {
             jwt_id: Some(sha256_hex(&random_secret(self.entropy.as_ref()))),
             nonce: None,
         };
-        let claims = AccessClaims {
-            client_id: client.id.clone(),
-            scope: scope.clone(),
-            ..Default::default()
-        };
-        let access_token = self
-            .keys
-            .sign_access_token(&registered, claims)
-            .map_err(|e| {
-                tracing::error!(error = %e, "token signing failed");
-                ApiError::Unavailable("token signing failed".into())
-            })?;
+        let claims = AccessClaims { client_id: client.id.clone(), scope: scope.clone(), ..Default::default() };
+        let access_token = self.keys.sign_access_token(&registered, claims).map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            ApiError::Unavailable("token signing failed".into())
+        })?;
         let tokens = IssuedTokens {
             access_token,
             expires_in: client.access_token_lifetime_seconds,

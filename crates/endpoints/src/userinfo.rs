@@ -8,26 +8,30 @@ use serde_json::json;
 
 use crate::App;
 use crate::error::ApiError;
-use crate::request::{Authorization, authorization};
+use crate::request::{Authorization, Params, authorization, is_form};
 use crate::response::{Response, json, no_store};
 use crate::session::BearerSession;
 
 impl<S: Store> App<S> {
     pub(crate) async fn userinfo(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
+        // No parameter is used, but malformed ones are still refused: one parser, one
+        // answer for bad input on every endpoint.
+        Params::parse(req.uri().query().unwrap_or_default().as_bytes())?;
+        if !req.body().is_empty() {
+            if !is_form(req.headers()) {
+                return Err(ApiError::InvalidRequest("the body must be application/x-www-form-urlencoded".into()));
+            }
+            Params::parse(req.body())?;
+        }
         let token = match authorization(req.headers()) {
             Authorization::Bearer(t) => t,
             Authorization::None => return Err(ApiError::MissingToken),
             _ => {
-                return Err(ApiError::InvalidToken(
-                    "the Authorization header must be a Bearer token".into(),
-                ));
+                return Err(ApiError::InvalidToken("the Authorization header must be a Bearer token".into()));
             }
         };
-        let BearerSession::Valid(verified, session, user) = self.bearer_session(token).await?
-        else {
-            return Err(ApiError::InvalidToken(
-                "the access token is invalid, expired or revoked".into(),
-            ));
+        let BearerSession::Valid(verified, session, user) = self.bearer_session(token).await? else {
+            return Err(ApiError::InvalidToken("the access token is invalid, expired or revoked".into()));
         };
         self.record_use(&session, self.now()).await?;
         let mut body = json!({

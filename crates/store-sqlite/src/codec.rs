@@ -18,18 +18,13 @@ pub(crate) fn store_error(context: &'static str, e: rusqlite::Error) -> StoreErr
     match &e {
         E::SqliteFailure(f, _)
             if f.code == ErrorCode::ConstraintViolation
-                && matches!(
-                    f.extended_code,
-                    ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-                ) =>
+                && matches!(f.extended_code, ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
         {
             StoreError::Conflict(format!("{context}: {e}"))
         }
         // A damaged file is stored data that cannot be decoded, not a transient
         // outage; retrying will not help, an operator must restore it.
-        E::SqliteFailure(f, _)
-            if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
-        {
+        E::SqliteFailure(f, _) if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
             StoreError::Corrupt(format!("{context}: {e}"))
         }
         E::FromSqlConversionFailure(..)
@@ -56,11 +51,7 @@ impl fmt::Display for Undecodable {
 impl std::error::Error for Undecodable {}
 
 fn undecodable(idx: usize, column: &'static str, why: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        idx,
-        Type::Text,
-        Box::new(Undecodable { column, why }),
-    )
+    rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(Undecodable { column, why }))
 }
 
 /// serde_json's messages can quote the offending input, which may be a hash; keep
@@ -69,12 +60,7 @@ fn json_error(idx: usize, column: &'static str, e: &serde_json::Error) -> rusqli
     undecodable(
         idx,
         column,
-        format!(
-            "invalid JSON ({:?} error at line {} column {})",
-            e.classify(),
-            e.line(),
-            e.column()
-        ),
+        format!("invalid JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column()),
     )
 }
 
@@ -86,8 +72,7 @@ fn strings(row: &Row<'_>, idx: usize, column: &'static str) -> rusqlite::Result<
 /// Encodes a string list column. Serialising strings cannot fail, but the error path
 /// stays a value rather than a panic.
 pub(crate) fn strings_json(list: &[String]) -> Result<String, StoreError> {
-    serde_json::to_string(list)
-        .map_err(|_| StoreError::Unavailable("encoding a string list failed".into()))
+    serde_json::to_string(list).map_err(|_| StoreError::Unavailable("encoding a string list failed".into()))
 }
 
 pub(crate) fn refresh_json(state: Option<&RefreshState>) -> Result<Option<String>, StoreError> {
@@ -131,8 +116,8 @@ pub(crate) use session_columns;
 
 pub(crate) fn session(row: &Row<'_>) -> rusqlite::Result<Session> {
     let kind: String = row.get(1)?;
-    let kind = SessionKind::parse(&kind)
-        .ok_or_else(|| undecodable(1, "sessions.kind", "unknown session kind".into()))?;
+    let kind =
+        SessionKind::parse(&kind).ok_or_else(|| undecodable(1, "sessions.kind", "unknown session kind".into()))?;
     let refresh: Option<String> = row.get(14)?;
     let refresh = refresh
         .map(|text| serde_json::from_str(&text).map_err(|e| json_error(14, "sessions.refresh", &e)))
@@ -147,10 +132,7 @@ pub(crate) fn session(row: &Row<'_>) -> rusqlite::Result<Session> {
         authenticated_at: row.get(6)?,
         amr: strings(row, 7, "sessions.amr")?,
         scopes: strings(row, 8, "sessions.scopes")?,
-        lifetime: Lifetime {
-            lifetime_seconds: row.get(9)?,
-            idle_timeout_seconds: row.get(10)?,
-        },
+        lifetime: Lifetime { lifetime_seconds: row.get(9)?, idle_timeout_seconds: row.get(10)? },
         last_used_at: row.get(11)?,
         revoked_at: row.get(12)?,
         secret_hash: row.get(13)?,

@@ -98,9 +98,7 @@ struct Inner {
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish_non_exhaustive()
     }
 }
 
@@ -118,9 +116,8 @@ impl SqliteStore {
 
     fn open_with(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         // Without URI parsing a path is always a path, whatever characters it has.
-        let write_flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let write_flags =
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut writer = connect(path, write_flags, busy_timeout)?;
         schema::migrate(&mut writer)?;
         // Readers are opened read-only so that a write routed to one by mistake fails
@@ -162,9 +159,7 @@ impl SqliteStore {
         }
         readers
             .get(start)
-            .ok_or_else(|| {
-                StoreError::Unavailable("sqlite store has no reader connections".into())
-            })?
+            .ok_or_else(|| StoreError::Unavailable("sqlite store has no reader connections".into()))?
             .lock()
             .map_err(|_| poisoned())
     }
@@ -184,9 +179,7 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let mut conn = self.inner.writer.lock().map_err(|_| poisoned())?;
         let err = |e| store_error(context, e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         let out = f(&tx).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(out)
@@ -199,43 +192,29 @@ fn poisoned() -> StoreError {
 
 /// Opens one connection and applies the per-connection settings the crate docs
 /// explain.
-fn connect(
-    path: &Path,
-    flags: OpenFlags,
-    busy_timeout: Duration,
-) -> Result<Connection, StoreError> {
+fn connect(path: &Path, flags: OpenFlags, busy_timeout: Duration) -> Result<Connection, StoreError> {
     let err = |e| store_error("opening the database", e);
     let conn = Connection::open_with_flags(path, flags).map_err(|e| {
         // The path is configuration, not a secret, and the first thing an operator
         // needs when the file cannot be opened.
         match store_error("opening the database", e) {
-            StoreError::Unavailable(msg) => {
-                StoreError::Unavailable(format!("{msg} ({})", path.display()))
-            }
+            StoreError::Unavailable(msg) => StoreError::Unavailable(format!("{msg} ({})", path.display())),
             other => other,
         }
     })?;
     // Set first, so that switching the journal mode waits for other processes too.
     conn.busy_timeout(busy_timeout).map_err(err)?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(err)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(err)?;
     if !mode.eq_ignore_ascii_case("wal") {
         // SQLite keeps the old mode when WAL is impossible (some network file
         // systems); the concurrency design above does not hold then.
-        return Err(StoreError::Unavailable(format!(
-            "cannot use WAL journal mode on {} (got {mode})",
-            path.display()
-        )));
+        return Err(StoreError::Unavailable(format!("cannot use WAL journal mode on {} (got {mode})", path.display())));
     }
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(err)?;
-    conn.pragma_update(None, "foreign_keys", true)
-        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(err)?;
     // Reading the schema here surfaces a non-database file (`NotADatabase`) at open
     // rather than on the first request.
-    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-        .map_err(err)?;
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())).map_err(err)?;
     Ok(conn)
 }
 
@@ -324,26 +303,18 @@ impl Store for SqliteStore {
 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
         self.read("user_by_id", |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users WHERE id = ?1"
-            ))?
-            .query_row([id], codec::user)
-            .optional()
+            conn.prepare_cached(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"))?
+                .query_row([id], codec::user)
+                .optional()
         })
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
         // `=` on TEXT compares bytes (BINARY collation): usernames match exactly.
         self.read("user_by_username", |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users WHERE username = ?1"
-            ))?
-            .query_row([username], codec::user)
-            .optional()
+            conn.prepare_cached(concat!("SELECT ", user_columns!(), " FROM users WHERE username = ?1"))?
+                .query_row([username], codec::user)
+                .optional()
         })
     }
 
@@ -359,9 +330,7 @@ impl Store for SqliteStore {
         let reason = if disabled { reason } else { None };
         self.write("set_user_disabled", |tx| {
             let changed = tx
-                .prepare_cached(
-                    "UPDATE users SET disabled = ?2, disabled_reason = ?3 WHERE id = ?1",
-                )?
+                .prepare_cached("UPDATE users SET disabled = ?2, disabled_reason = ?3 WHERE id = ?1")?
                 .execute(rusqlite::params![id, disabled, reason])?;
             if changed == 0 {
                 return Ok(false);
@@ -389,21 +358,13 @@ impl Store for SqliteStore {
 
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
         self.read("session", |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                session_columns!(),
-                " FROM sessions WHERE id = ?1"
-            ))?
-            .query_row([id], codec::session)
-            .optional()
+            conn.prepare_cached(concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = ?1"))?
+                .query_row([id], codec::session)
+                .optional()
         })
     }
 
-    async fn swap_session(
-        &self,
-        next: &Session,
-        expected_version: u64,
-    ) -> Result<bool, StoreError> {
+    async fn swap_session(&self, next: &Session, expected_version: u64) -> Result<bool, StoreError> {
         // No stored version can be u64::MAX (versions are i64 in SQLite), so this
         // swap could never match.
         let Some(new_version) = expected_version.checked_add(1) else {
@@ -433,10 +394,8 @@ impl Store for SqliteStore {
 
     async fn touch_session(&self, id: &str, at: UnixSeconds) -> Result<(), StoreError> {
         self.write("touch_session", |tx| {
-            tx.prepare_cached(
-                "UPDATE sessions SET last_used_at = ?2 WHERE id = ?1 AND last_used_at < ?2",
-            )?
-            .execute(rusqlite::params![id, at])?;
+            tx.prepare_cached("UPDATE sessions SET last_used_at = ?2 WHERE id = ?1 AND last_used_at < ?2")?
+                .execute(rusqlite::params![id, at])?;
             Ok(())
         })
     }
@@ -455,11 +414,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn revoke_user_sessions(
-        &self,
-        user_id: &str,
-        now: UnixSeconds,
-    ) -> Result<u64, StoreError> {
+    async fn revoke_user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<u64, StoreError> {
         self.write("revoke_user_sessions", |tx| revoke_user(tx, user_id, now))
     }
 
@@ -491,21 +446,12 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn redeem_code(
-        &self,
-        hash: &str,
-        session_id: &str,
-        now: UnixSeconds,
-    ) -> Result<Redemption, StoreError> {
+    async fn redeem_code(&self, hash: &str, session_id: &str, now: UnixSeconds) -> Result<Redemption, StoreError> {
         // Read and bind under the write lock, so that of two processes redeeming the
         // same code exactly one sees it unbound.
         self.write("redeem_code", |tx| {
             let found = tx
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    code_columns!(),
-                    " FROM codes WHERE hash = ?1"
-                ))?
+                .prepare_cached(concat!("SELECT ", code_columns!(), " FROM codes WHERE hash = ?1"))?
                 .query_row([hash], codec::code)
                 .optional()?;
             let Some((code, redeemed_by)) = found else {

@@ -84,15 +84,10 @@ pub(crate) const CURRENT_VERSION: usize = MIGRATIONS.len();
 /// the database header, so it commits or rolls back together with the DDL.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let err = |e| store_error("migrating schema", e);
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err)?;
-    let found: i64 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(err)?;
-    let found = usize::try_from(found).map_err(|_| {
-        StoreError::Corrupt(format!("schema version {found} is not a Latchkey version"))
-    })?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(err)?;
+    let found = usize::try_from(found)
+        .map_err(|_| StoreError::Corrupt(format!("schema version {found} is not a Latchkey version")))?;
     if found > CURRENT_VERSION {
         // An older build must not write to a schema whose invariants it does not know.
         return Err(StoreError::Unavailable(format!(
@@ -102,8 +97,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (applied, sql) in MIGRATIONS.iter().enumerate().skip(found) {
         tx.execute_batch(sql).map_err(err)?;
-        tx.pragma_update(None, "user_version", applied + 1)
-            .map_err(err)?;
+        tx.pragma_update(None, "user_version", applied + 1).map_err(err)?;
     }
     tx.commit().map_err(err)
 }

@@ -30,21 +30,13 @@ fn user(id: &str, name: &str) -> User {
 }
 
 fn assert_settings(conn: &Connection, what: &str) {
-    let mode: String = conn
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .unwrap();
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal", "{what}: journal_mode");
-    let sync: i64 = conn
-        .pragma_query_value(None, "synchronous", |r| r.get(0))
-        .unwrap();
+    let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
     assert_eq!(sync, 2, "{what}: synchronous=FULL");
-    let busy: i64 = conn
-        .pragma_query_value(None, "busy_timeout", |r| r.get(0))
-        .unwrap();
+    let busy: i64 = conn.pragma_query_value(None, "busy_timeout", |r| r.get(0)).unwrap();
     assert_eq!(busy, 5000, "{what}: busy_timeout");
-    let fk: i64 = conn
-        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
-        .unwrap();
+    let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
     assert_eq!(fk, 1, "{what}: foreign_keys");
 }
 
@@ -68,21 +60,14 @@ fn the_store_is_clone_send_sync() {
 fn readers_cannot_write() {
     let (_dir, _path, store) = temp_store();
     let reader = store.reader().unwrap();
-    let err = reader
-        .execute("DELETE FROM users", [])
-        .expect_err("reader is read-only");
+    let err = reader.execute("DELETE FROM users", []).expect_err("reader is read-only");
     assert!(err.to_string().contains("readonly"), "{err}");
 }
 
 #[test]
 fn reads_wait_for_a_reader_when_all_are_busy() {
     let (_dir, _path, store) = temp_store();
-    let guards: Vec<_> = store
-        .inner
-        .readers
-        .iter()
-        .map(|r| r.lock().unwrap())
-        .collect();
+    let guards: Vec<_> = store.inner.readers.iter().map(|r| r.lock().unwrap()).collect();
     std::thread::scope(|scope| {
         let reading = scope.spawn(|| pollster::block_on(store.user_by_id("nobody")));
         std::thread::sleep(Duration::from_millis(50));
@@ -104,18 +89,11 @@ fn a_locked_file_makes_writes_unavailable_while_reads_go_on() {
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
 
     let err = pollster::block_on(store.create_user(&user("u2", "two"))).unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Unavailable(m) if m.contains("locked") || m.contains("busy")),
-        "{err:?}"
-    );
+    assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("locked") || m.contains("busy")), "{err:?}");
     let err = pollster::block_on(store.revoke_session("s", 5)).unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     // WAL: the writer's lock does not block readers.
-    assert!(
-        pollster::block_on(store.user_by_id("u1"))
-            .unwrap()
-            .is_some()
-    );
+    assert!(pollster::block_on(store.user_by_id("u1")).unwrap().is_some());
 
     other.execute_batch("COMMIT").unwrap();
     pollster::block_on(store.create_user(&user("u2", "two"))).unwrap();
@@ -126,38 +104,23 @@ fn undecodable_rows_are_corrupt_and_the_message_quotes_nothing() {
     let (_dir, path, store) = temp_store();
     pollster::block_on(store.create_session(&token_session("s1", "u1", None, "h"))).unwrap();
     let raw = Connection::open(&path).unwrap();
-    raw.execute(
-        "UPDATE sessions SET refresh = '\"hash-of-a-token\"' WHERE id = 's1'",
-        [],
-    )
-    .unwrap();
+    raw.execute("UPDATE sessions SET refresh = '\"hash-of-a-token\"' WHERE id = 's1'", []).unwrap();
     let err = pollster::block_on(store.session("s1")).unwrap_err();
     match &err {
         StoreError::Corrupt(m) => {
             assert!(m.contains("sessions.refresh"), "{m}");
-            assert!(
-                !m.contains("hash-of-a-token"),
-                "message leaks the value: {m}"
-            );
+            assert!(!m.contains("hash-of-a-token"), "message leaks the value: {m}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
 
-    raw.execute(
-        "UPDATE sessions SET refresh = NULL, version = -1 WHERE id = 's1'",
-        [],
-    )
-    .unwrap();
+    raw.execute("UPDATE sessions SET refresh = NULL, version = -1 WHERE id = 's1'", []).unwrap();
     let err = pollster::block_on(store.session("s1")).unwrap_err();
-    assert!(
-        matches!(err, StoreError::Corrupt(_)),
-        "negative u64: {err:?}"
-    );
+    assert!(matches!(err, StoreError::Corrupt(_)), "negative u64: {err:?}");
 
     raw.execute("UPDATE users SET roles = 'x'", []).unwrap();
     pollster::block_on(store.create_user(&user("u9", "nine"))).unwrap();
-    raw.execute("UPDATE users SET roles = '[1]' WHERE id = 'u9'", [])
-        .unwrap();
+    raw.execute("UPDATE users SET roles = '[1]' WHERE id = 'u9'", []).unwrap();
     let err = pollster::block_on(store.user_by_username("nine")).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
 }
@@ -167,15 +130,9 @@ fn conflicts_name_the_constraint() {
     let (_dir, _path, store) = temp_store();
     pollster::block_on(store.create_user(&user("u1", "one"))).unwrap();
     let by_id = pollster::block_on(store.create_user(&user("u1", "other"))).unwrap_err();
-    assert!(
-        matches!(&by_id, StoreError::Conflict(m) if m.contains("users.id")),
-        "{by_id:?}"
-    );
+    assert!(matches!(&by_id, StoreError::Conflict(m) if m.contains("users.id")), "{by_id:?}");
     let by_name = pollster::block_on(store.create_user(&user("u2", "one"))).unwrap_err();
-    assert!(
-        matches!(&by_name, StoreError::Conflict(m) if m.contains("users.username")),
-        "{by_name:?}"
-    );
+    assert!(matches!(&by_name, StoreError::Conflict(m) if m.contains("users.username")), "{by_name:?}");
     // The failed transactions rolled back and left the writer usable.
     pollster::block_on(store.create_user(&user("u2", "two"))).unwrap();
 }
@@ -188,10 +145,7 @@ fn values_beyond_sqlite_integers_are_refused_not_wrapped() {
     let err = pollster::block_on(store.create_session(&s)).unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert_eq!(pollster::block_on(store.session("s-big")), Ok(None));
-    assert_eq!(
-        pollster::block_on(store.swap_session(&s, u64::MAX)),
-        Ok(false)
-    );
+    assert_eq!(pollster::block_on(store.swap_session(&s, u64::MAX)), Ok(false));
 }
 
 #[test]
@@ -211,10 +165,7 @@ fn a_schema_newer_than_this_build_is_refused() {
     raw.pragma_update(None, "user_version", 99).unwrap();
     drop(raw);
     let err = SqliteStore::open(&path).unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Unavailable(m) if m.contains("99")),
-        "{err:?}"
-    );
+    assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("99")), "{err:?}");
 }
 
 #[test]
@@ -223,9 +174,7 @@ fn reopening_keeps_the_schema_version() {
     drop(store);
     let _again = SqliteStore::open(&path).unwrap();
     let raw = Connection::open(&path).unwrap();
-    let v: i64 = raw
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
+    let v: i64 = raw.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(v, super::schema::CURRENT_VERSION as i64);
 }
 
@@ -244,9 +193,6 @@ fn revocations_use_the_indexes() {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(
-            plan.iter().all(|step| !step.starts_with("SCAN")),
-            "{sql}: {plan:?}"
-        );
+        assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "{sql}: {plan:?}");
     }
 }

@@ -79,10 +79,7 @@ fn data_survives_closing_and_reopening() {
             store.create_user(&user).await.unwrap();
             store.create_session(&session).await.unwrap();
             store.put_code(&code).await.unwrap();
-            assert!(matches!(
-                store.redeem_code("code-hash", "s-1", 1_700_000_001).await,
-                Ok(Redemption::Redeemed(_))
-            ));
+            assert!(matches!(store.redeem_code("code-hash", "s-1", 1_700_000_001).await, Ok(Redemption::Redeemed(_))));
             store.revoke_session("s-1", 1_700_000_002).await.unwrap();
         });
     }
@@ -92,25 +89,13 @@ fn data_survives_closing_and_reopening() {
         let stored = store.session("s-1").await.unwrap().unwrap();
         assert_eq!(stored.revoked_at, Some(1_700_000_002));
         assert_eq!(stored.version, 1);
-        assert_eq!(
-            stored,
-            latchkey_store::Session {
-                revoked_at: Some(1_700_000_002),
-                version: 1,
-                ..session.clone()
-            }
-        );
+        assert_eq!(stored, latchkey_store::Session { revoked_at: Some(1_700_000_002), version: 1, ..session.clone() });
         assert_eq!(
             store.redeem_code("code-hash", "s-2", 1_700_000_003).await,
-            Ok(Redemption::Replayed {
-                session_id: "s-1".into()
-            }),
+            Ok(Redemption::Replayed { session_id: "s-1".into() }),
             "a redemption survives reopening"
         );
-        assert!(matches!(
-            store.create_user(&user).await,
-            Err(StoreError::Conflict(_))
-        ));
+        assert!(matches!(store.create_user(&user).await, Err(StoreError::Conflict(_))));
     });
     drop(store);
     assert_intact(&path);
@@ -124,10 +109,7 @@ fn opening_below_a_regular_file_is_unavailable() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
     let err = SqliteStore::open(&file.join("latchkey.db")).unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Unavailable(m) if m.contains("not-a-dir")),
-        "{err:?}"
-    );
+    assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("not-a-dir")), "{err:?}");
 }
 
 #[test]

@@ -93,8 +93,7 @@ pub trait Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] on backend failure.
-    async fn swap_session(&self, next: &Session, expected_version: u64)
-    -> Result<bool, StoreError>;
+    async fn swap_session(&self, next: &Session, expected_version: u64) -> Result<bool, StoreError>;
 
     /// Records a use: sets `last_used_at` to `at` if it is later than the stored value.
     /// Does not change the version (a use never conflicts with a rotation).
@@ -114,11 +113,7 @@ pub trait Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] on backend failure.
-    async fn revoke_user_sessions(
-        &self,
-        user_id: &str,
-        now: UnixSeconds,
-    ) -> Result<u64, StoreError>;
+    async fn revoke_user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<u64, StoreError>;
 
     /// Stores an authorization code (by hash).
     ///
@@ -133,10 +128,5 @@ pub trait Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] on backend failure.
-    async fn redeem_code(
-        &self,
-        hash: &str,
-        session_id: &str,
-        now: UnixSeconds,
-    ) -> Result<Redemption, StoreError>;
+    async fn redeem_code(&self, hash: &str, session_id: &str, now: UnixSeconds) -> Result<Redemption, StoreError>;
 }

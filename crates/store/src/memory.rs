@@ -29,9 +29,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
-        self.state
-            .lock()
-            .map_err(|_| StoreError::Unavailable("memory store poisoned".into()))
+        self.state.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))
     }
 }
 
@@ -45,8 +43,7 @@ fn revoke(session: &mut Session, now: UnixSeconds) {
 impl Store for MemoryStore {
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
         let mut st = self.lock()?;
-        if st.users.contains_key(&user.id) || st.users.values().any(|u| u.username == user.username)
-        {
+        if st.users.contains_key(&user.id) || st.users.values().any(|u| u.username == user.username) {
             return Err(StoreError::Conflict(format!("user {}", user.username)));
         }
         st.users.insert(user.id.clone(), user.clone());
@@ -58,12 +55,7 @@ impl Store for MemoryStore {
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        Ok(self
-            .lock()?
-            .users
-            .values()
-            .find(|u| u.username == username)
-            .cloned())
+        Ok(self.lock()?.users.values().find(|u| u.username == username).cloned())
     }
 
     async fn set_user_disabled(
@@ -78,11 +70,7 @@ impl Store for MemoryStore {
             return Ok(false);
         };
         user.disabled = disabled;
-        user.disabled_reason = if disabled {
-            reason.map(str::to_owned)
-        } else {
-            None
-        };
+        user.disabled_reason = if disabled { reason.map(str::to_owned) } else { None };
         if disabled {
             for s in st.sessions.values_mut().filter(|s| s.user_id == id) {
                 revoke(s, now);
@@ -104,11 +92,7 @@ impl Store for MemoryStore {
         Ok(self.lock()?.sessions.get(id).cloned())
     }
 
-    async fn swap_session(
-        &self,
-        next: &Session,
-        expected_version: u64,
-    ) -> Result<bool, StoreError> {
+    async fn swap_session(&self, next: &Session, expected_version: u64) -> Result<bool, StoreError> {
         let mut st = self.lock()?;
         let Some(stored) = st.sessions.get_mut(&next.id) else {
             return Ok(false);
@@ -132,21 +116,13 @@ impl Store for MemoryStore {
 
     async fn revoke_session(&self, id: &str, now: UnixSeconds) -> Result<(), StoreError> {
         let mut st = self.lock()?;
-        for s in st
-            .sessions
-            .values_mut()
-            .filter(|s| s.id == id || s.parent_id.as_deref() == Some(id))
-        {
+        for s in st.sessions.values_mut().filter(|s| s.id == id || s.parent_id.as_deref() == Some(id)) {
             revoke(s, now);
         }
         Ok(())
     }
 
-    async fn revoke_user_sessions(
-        &self,
-        user_id: &str,
-        now: UnixSeconds,
-    ) -> Result<u64, StoreError> {
+    async fn revoke_user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<u64, StoreError> {
         let mut st = self.lock()?;
         let mut n = 0;
         for s in st.sessions.values_mut().filter(|s| s.user_id == user_id) {
@@ -167,20 +143,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn redeem_code(
-        &self,
-        hash: &str,
-        session_id: &str,
-        now: UnixSeconds,
-    ) -> Result<Redemption, StoreError> {
+    async fn redeem_code(&self, hash: &str, session_id: &str, now: UnixSeconds) -> Result<Redemption, StoreError> {
         let mut st = self.lock()?;
         let Some((code, redeemed_by)) = st.codes.get_mut(hash) else {
             return Ok(Redemption::Unknown);
         };
         if let Some(first) = redeemed_by {
-            return Ok(Redemption::Replayed {
-                session_id: first.clone(),
-            });
+            return Ok(Redemption::Replayed { session_id: first.clone() });
         }
         if now >= code.expires_at {
             return Ok(Redemption::Unknown);

@@ -53,35 +53,28 @@ pub async fn refresh<S: Store + ?Sized>(
         let Some(state) = &session.refresh else {
             return Ok(RefreshOutcome::Invalid);
         };
-        let (next_state, retried) =
-            match state.present(presented_hash, successor_hash.to_owned(), rotate) {
-                Presented::Rotate(s) => (s, false),
-                Presented::Retry(s) => (s, true),
-                Presented::Keep => {
-                    if latchkey_token::expiry::should_record_use(session.last_used_at, now) {
-                        store.touch_session(session_id, now).await?;
-                    }
-                    return Ok(RefreshOutcome::Kept(session));
+        let (next_state, retried) = match state.present(presented_hash, successor_hash.to_owned(), rotate) {
+            Presented::Rotate(s) => (s, false),
+            Presented::Retry(s) => (s, true),
+            Presented::Keep => {
+                if latchkey_token::expiry::should_record_use(session.last_used_at, now) {
+                    store.touch_session(session_id, now).await?;
                 }
-                Presented::Reuse => {
-                    store.revoke_session(session_id, now).await?;
-                    return Ok(RefreshOutcome::ReuseDetected);
-                }
-                Presented::Invalid => return Ok(RefreshOutcome::Invalid),
-            };
+                return Ok(RefreshOutcome::Kept(session));
+            }
+            Presented::Reuse => {
+                store.revoke_session(session_id, now).await?;
+                return Ok(RefreshOutcome::ReuseDetected);
+            }
+            Presented::Invalid => return Ok(RefreshOutcome::Invalid),
+        };
         let mut next = session.clone();
         next.refresh = Some(next_state);
         next.last_used_at = now.max(session.last_used_at);
         next.version = session.version + 1;
         if store.swap_session(&next, session.version).await? {
-            return Ok(if retried {
-                RefreshOutcome::Retried(next)
-            } else {
-                RefreshOutcome::Rotated(next)
-            });
+            return Ok(if retried { RefreshOutcome::Retried(next) } else { RefreshOutcome::Rotated(next) });
         }
     }
-    Err(StoreError::Unavailable(
-        "refresh lost too many races".into(),
-    ))
+    Err(StoreError::Unavailable("refresh lost too many races".into()))
 }

@@ -40,16 +40,10 @@ mod tests {
 
     #[test]
     fn idle_and_absolute() {
-        let l = Lifetime {
-            lifetime_seconds: 100,
-            idle_timeout_seconds: Some(10),
-        };
+        let l = Lifetime { lifetime_seconds: 100, idle_timeout_seconds: Some(10) };
         assert_eq!(l.expires_at(1000, 1000), 1010);
         assert_eq!(l.expires_at(1000, 1095), 1100);
-        let no_idle = Lifetime {
-            idle_timeout_seconds: None,
-            ..l
-        };
+        let no_idle = Lifetime { idle_timeout_seconds: None, ..l };
         assert_eq!(no_idle.expires_at(1000, 1000), 1100);
     }
 

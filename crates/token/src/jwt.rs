@@ -165,9 +165,7 @@ pub struct Registered<'a> {
 fn to_claims<C>(r: &Registered<'_>, custom: C) -> JWTClaims<C> {
     let mut claims = JWTClaims {
         issued_at: Some(Duration::from_secs(r.issued_at)),
-        expires_at: Some(Duration::from_secs(
-            r.issued_at.saturating_add(r.lifetime_seconds),
-        )),
+        expires_at: Some(Duration::from_secs(r.issued_at.saturating_add(r.lifetime_seconds))),
         invalid_before: None,
         issuer: Some(r.issuer.to_owned()),
         subject: Some(r.subject.to_owned()),
@@ -180,15 +178,8 @@ fn to_claims<C>(r: &Registered<'_>, custom: C) -> JWTClaims<C> {
     claims
 }
 
-fn sign_with<C: Serialize>(
-    key: &Key,
-    claims: JWTClaims<C>,
-    typ: &str,
-) -> Result<String, TokenError> {
-    let opts = HeaderOptions {
-        signature_type: Some(typ.to_owned()),
-        ..Default::default()
-    };
+fn sign_with<C: Serialize>(key: &Key, claims: JWTClaims<C>, typ: &str) -> Result<String, TokenError> {
+    let opts = HeaderOptions { signature_type: Some(typ.to_owned()), ..Default::default() };
     let result = match &key.private {
         Private::Rs256(k) => k.sign_with_options(claims, &opts),
         Private::Es256(k) => k.sign_with_options(claims, &opts),
@@ -210,10 +201,7 @@ fn verify_with<C: serde::de::DeserializeOwned>(
     let kid = meta.key_id().ok_or(TokenError::UnknownKey)?;
     let key = keys.by_kid(kid).ok_or(TokenError::UnknownKey)?;
     if meta.algorithm() != key.alg().name() {
-        return Err(TokenError::Rejected(format!(
-            "alg {} does not match the key",
-            meta.algorithm()
-        )));
+        return Err(TokenError::Rejected(format!("alg {} does not match the key", meta.algorithm())));
     }
     if meta.signature_type() != Some(typ) {
         return Err(TokenError::WrongType);
@@ -235,10 +223,7 @@ fn verify_with<C: serde::de::DeserializeOwned>(
         Public::EdDsa(k) => k.verify_token(token, Some(options)),
     };
     let claims = verified.map_err(|e| TokenError::Rejected(e.to_string()))?;
-    let expires_at = claims
-        .expires_at
-        .ok_or(TokenError::MissingClaim("exp"))?
-        .as_secs();
+    let expires_at = claims.expires_at.ok_or(TokenError::MissingClaim("exp"))?.as_secs();
     let subject = claims.subject.ok_or(TokenError::MissingClaim("sub"))?;
     Ok(Verified {
         subject,
@@ -261,32 +246,16 @@ impl KeySet {
     ///
     /// # Errors
     /// [`TokenError::Signing`] if the key cannot sign.
-    pub fn sign_access_token(
-        &self,
-        registered: &Registered<'_>,
-        claims: AccessClaims,
-    ) -> Result<String, TokenError> {
-        sign_with(
-            self.signing_key(),
-            to_claims(registered, claims),
-            ACCESS_TOKEN_TYPE,
-        )
+    pub fn sign_access_token(&self, registered: &Registered<'_>, claims: AccessClaims) -> Result<String, TokenError> {
+        sign_with(self.signing_key(), to_claims(registered, claims), ACCESS_TOKEN_TYPE)
     }
 
     /// Signs an ID token with the signing key.
     ///
     /// # Errors
     /// [`TokenError::Signing`] if the key cannot sign.
-    pub fn sign_id_token(
-        &self,
-        registered: &Registered<'_>,
-        claims: IdClaims,
-    ) -> Result<String, TokenError> {
-        sign_with(
-            self.signing_key(),
-            to_claims(registered, claims),
-            ID_TOKEN_TYPE,
-        )
+    pub fn sign_id_token(&self, registered: &Registered<'_>, claims: IdClaims) -> Result<String, TokenError> {
+        sign_with(self.signing_key(), to_claims(registered, claims), ID_TOKEN_TYPE)
     }
 
     /// Verifies an access token: signature by a key of this set, `typ: at+jwt`,
@@ -311,11 +280,7 @@ impl KeySet {
     ///
     /// # Errors
     /// A [`TokenError`] for any failed check.
-    pub fn verify_id_token(
-        &self,
-        token: &str,
-        expect: &Expectations<'_>,
-    ) -> Result<Verified<IdClaims>, TokenError> {
+    pub fn verify_id_token(&self, token: &str, expect: &Expectations<'_>) -> Result<Verified<IdClaims>, TokenError> {
         verify_with(self, token, ID_TOKEN_TYPE, expect)
     }
 }

@@ -91,10 +91,7 @@ pub struct Key {
 impl std::fmt::Debug for Key {
     // Never print key material.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Key")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
+        f.debug_struct("Key").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
     }
 }
 
@@ -117,69 +114,40 @@ impl Key {
 
 /// Members kept when importing a private JWK. Everything else (Authgear's
 /// `created_at`, for instance) is dropped, because the strict importer rejects it.
-const JWK_MEMBERS: &[&str] = &[
-    "kty", "crv", "kid", "n", "e", "d", "p", "q", "dp", "dq", "qi", "x", "y",
-];
+const JWK_MEMBERS: &[&str] = &["kty", "crv", "kid", "n", "e", "d", "p", "q", "dp", "dq", "qi", "x", "y"];
 
 fn invalid(index: usize, reason: impl Into<String>) -> KeyError {
-    KeyError::Invalid {
-        index,
-        reason: reason.into(),
-    }
+    KeyError::Invalid { index, reason: reason.into() }
 }
 
 fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
-    let obj = jwk
-        .as_object()
-        .ok_or_else(|| invalid(index, "a key must be a JSON object (a private JWK)"))?;
-    let kty = obj
-        .get("kty")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(index, "missing kty"))?;
+    let obj = jwk.as_object().ok_or_else(|| invalid(index, "a key must be a JSON object (a private JWK)"))?;
+    let kty = obj.get("kty").and_then(Value::as_str).ok_or_else(|| invalid(index, "missing kty"))?;
     let crv = obj.get("crv").and_then(Value::as_str);
     let alg = match (kty, crv) {
         ("RSA", _) => Algorithm::Rs256,
         ("EC", Some("P-256")) => Algorithm::Es256,
         ("OKP", Some("Ed25519")) => Algorithm::EdDsa,
         _ => {
-            return Err(invalid(
-                index,
-                format!("unsupported key type {kty} (use RSA, EC P-256 or OKP Ed25519)"),
-            ));
+            return Err(invalid(index, format!("unsupported key type {kty} (use RSA, EC P-256 or OKP Ed25519)")));
         }
     };
     if let Some(declared) = obj.get("alg")
         && declared.as_str() != Some(alg.name())
     {
-        return Err(invalid(
-            index,
-            format!("alg must be {} for a {kty} key", alg.name()),
-        ));
+        return Err(invalid(index, format!("alg must be {} for a {kty} key", alg.name())));
     }
-    let stripped: Map<String, Value> = obj
-        .iter()
-        .filter(|(k, _)| JWK_MEMBERS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let stripped: Map<String, Value> =
+        obj.iter().filter(|(k, _)| JWK_MEMBERS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
     let text = Value::Object(stripped).to_string();
-    let bad = |e: jwt_simple::Error| {
-        invalid(
-            index,
-            format!("not a valid private {} key: {e}", alg.name()),
-        )
-    };
+    let bad = |e: jwt_simple::Error| invalid(index, format!("not a valid private {} key: {e}", alg.name()));
     let (private, public, thumbprint, public_text) = match alg {
         Algorithm::Rs256 => {
             let pair = RS256KeyPair::from_jwk(&text).map_err(bad)?;
             let public = pair.public_key();
             let t = pair.jwk_thumbprint();
             let p = public.to_jwk();
-            (
-                Private::Rs256(Box::new(pair)),
-                Public::Rs256(Box::new(public)),
-                t,
-                p,
-            )
+            (Private::Rs256(Box::new(pair)), Public::Rs256(Box::new(public)), t, p)
         }
         Algorithm::Es256 => {
             let pair = ES256KeyPair::from_jwk(&text).map_err(bad)?;
@@ -200,10 +168,7 @@ fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
         None => thumbprint,
         Some(Value::String(k)) if !k.is_empty() && k.len() <= 128 => k.clone(),
         Some(_) => {
-            return Err(invalid(
-                index,
-                "kid must be a non-empty string of at most 128 characters",
-            ));
+            return Err(invalid(index, "kid must be a non-empty string of at most 128 characters"));
         }
     };
     let private = match private {
@@ -217,13 +182,7 @@ fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
     public_jwk.insert("kid".into(), Value::String(kid.clone()));
     public_jwk.insert("alg".into(), Value::String(alg.name().into()));
     public_jwk.insert("use".into(), Value::String("sig".into()));
-    Ok(Key {
-        kid,
-        alg,
-        private,
-        public,
-        public_jwk: Value::Object(public_jwk),
-    })
+    Ok(Key { kid, alg, private, public, public_jwk: Value::Object(public_jwk) })
 }
 
 /// The signing key and every key that verifies.
@@ -245,10 +204,7 @@ impl KeySet {
         for (index, jwk) in jwks.iter().enumerate() {
             let key = load(index, jwk)?;
             if keys.iter().any(|k| k.kid == key.kid) {
-                return Err(KeyError::DuplicateKid {
-                    index,
-                    kid: key.kid,
-                });
+                return Err(KeyError::DuplicateKid { index, kid: key.kid });
             }
             keys.push(key);
         }

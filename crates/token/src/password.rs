@@ -18,25 +18,21 @@ pub fn hash(entropy: &dyn Entropy, password: &str) -> Option<String> {
     let mut salt = [0u8; 16];
     entropy.fill(&mut salt);
     let salt = SaltString::encode_b64(&salt).ok()?;
-    hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .ok()
-        .map(|h| h.to_string())
+    hasher().hash_password(password.as_bytes(), &salt).ok().map(|h| h.to_string())
 }
 
 /// Whether `password` matches the PHC `stored` hash. A malformed stored hash never matches.
 pub fn verify(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(parsed) => hasher()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => hasher().verify_password(password.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
 }
 
 /// A valid hash of a random password, verified against when a username is unknown, so
 /// that "no such user" and "wrong password" take the same time.
-pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$bm90LWEtcmVhbC1zYWx0$1bvx0J1CiS6mwI5Ad4kGdJlt6cHIjcWvfbNLSbsE1fk";
+pub const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$bm90LWEtcmVhbC1zYWx0$1bvx0J1CiS6mwI5Ad4kGdJlt6cHIjcWvfbNLSbsE1fk";
 
 #[cfg(test)]
 mod tests {

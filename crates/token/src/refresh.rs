@@ -19,7 +19,7 @@ use crate::secret::constant_time_eq;
 
 /// How many retired token hashes a session remembers for reuse detection. Older ones
 /// fall off and are then answered as merely invalid.
-pub const RETIRED_HISTORY: usize = 32;
+pub const RETIRED_HISTORY: usize = 64;
 
 /// The refresh-token part of a session record. Hashes only; never the tokens.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,11 +51,7 @@ pub enum Presented {
 impl RefreshState {
     /// A new state whose current token has hash `current`.
     pub fn new(current: String) -> Self {
-        RefreshState {
-            current,
-            previous: None,
-            retired: Vec::new(),
-        }
+        RefreshState { current, previous: None, retired: Vec::new() }
     }
 
     fn retire(&mut self, hash: String) {
@@ -74,14 +70,8 @@ impl RefreshState {
     /// call so timing does not reveal which slot matched.
     pub fn present(&self, presented: &str, successor: String, rotate: bool) -> Presented {
         let is_current = constant_time_eq(presented, &self.current);
-        let is_previous = self
-            .previous
-            .as_deref()
-            .is_some_and(|p| constant_time_eq(presented, p));
-        let is_retired = self
-            .retired
-            .iter()
-            .fold(false, |acc, r| acc | constant_time_eq(presented, r));
+        let is_previous = self.previous.as_deref().is_some_and(|p| constant_time_eq(presented, p));
+        let is_retired = self.retired.iter().fold(false, |acc, r| acc | constant_time_eq(presented, r));
         if is_current {
             if !rotate {
                 return Presented::Keep;

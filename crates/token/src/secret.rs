@@ -39,14 +39,7 @@ pub fn random_uuid(entropy: &dyn Entropy) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// Lower-case hex of `bytes`.
@@ -92,10 +85,8 @@ impl<'a> CompoundToken<'a> {
             return None;
         }
         let (id, secret) = value.split_once('.')?;
-        let id_ok = (1..=64).contains(&id.len())
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        let secret_ok =
-            secret.len() == SECRET_LEN && secret.bytes().all(|b| b.is_ascii_alphanumeric());
+        let id_ok = (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let secret_ok = secret.len() == SECRET_LEN && secret.bytes().all(|b| b.is_ascii_alphanumeric());
         (id_ok && secret_ok).then_some(CompoundToken { id, whole: value })
     }
 
@@ -158,10 +149,7 @@ mod tests {
 
     #[test]
     fn hashing_and_comparison() {
-        assert_eq!(
-            sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert!(constant_time_eq("abc", "abc"));
         assert!(!constant_time_eq("abc", "abd"));
         assert!(!constant_time_eq("abc", "abcd"));

@@ -52,9 +52,7 @@ fn every_algorithm_signs_and_verifies() {
         KeySet::from_private_jwks(&[jwk(es.to_jwk())]).unwrap(),
         KeySet::from_private_jwks(&[jwk(ed.to_jwk())]).unwrap(),
     ] {
-        let token = set
-            .sign_access_token(&registered(1000), access_claims())
-            .unwrap();
+        let token = set.sign_access_token(&registered(1000), access_claims()).unwrap();
         let v = set.verify_access_token(&token, &expect(1100)).unwrap();
         assert_eq!(v.subject, "user-1");
         assert_eq!(v.claims, access_claims());
@@ -62,10 +60,7 @@ fn every_algorithm_signs_and_verifies() {
         let jwks = set.jwks();
         let published = &jwks["keys"][0];
         assert_eq!(published["use"], "sig");
-        assert!(
-            published.get("d").is_none(),
-            "private material must never be published"
-        );
+        assert!(published.get("d").is_none(), "private material must never be published");
     }
 }
 
@@ -73,40 +68,25 @@ fn every_algorithm_signs_and_verifies() {
 fn header_and_payload_shape() {
     use base64::Engine;
     let set = rsa_set("k1");
-    let token = set
-        .sign_access_token(&registered(1000), access_claims())
-        .unwrap();
+    let token = set.sign_access_token(&registered(1000), access_claims()).unwrap();
     let parts: Vec<&str> = token.split('.').collect();
     let dec = |s: &str| -> Value {
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(s)
-                .unwrap(),
-        )
-        .unwrap()
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()).unwrap()
     };
     let header = dec(parts[0]);
     assert_eq!(header["alg"], "RS256");
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["kid"], "k1");
     let payload = dec(parts[1]);
-    assert_eq!(
-        payload["aud"],
-        serde_json::json!(["https://id.example.com"])
-    );
+    assert_eq!(payload["aud"], serde_json::json!(["https://id.example.com"]));
     assert_eq!(payload["sid"], "s1");
-    assert_eq!(
-        payload["https://authgear.com/claims/user/roles"],
-        serde_json::json!([])
-    );
+    assert_eq!(payload["https://authgear.com/claims/user/roles"], serde_json::json!([]));
 }
 
 #[test]
 fn time_is_checked_with_the_tolerance() {
     let set = rsa_set("k1");
-    let token = set
-        .sign_access_token(&registered(1000), access_claims())
-        .unwrap();
+    let token = set.sign_access_token(&registered(1000), access_claims()).unwrap();
     assert!(set.verify_access_token(&token, &expect(1300 + 59)).is_ok());
     assert!(set.verify_access_token(&token, &expect(1300 + 61)).is_err());
     // Issued in the future beyond the tolerance.
@@ -116,9 +96,7 @@ fn time_is_checked_with_the_tolerance() {
 #[test]
 fn wrong_issuer_audience_key_or_type_is_rejected() {
     let set = rsa_set("k1");
-    let token = set
-        .sign_access_token(&registered(1000), access_claims())
-        .unwrap();
+    let token = set.sign_access_token(&registered(1000), access_claims()).unwrap();
     let mut e = expect(1100);
     e.issuer = "https://evil.example.com";
     assert!(set.verify_access_token(&token, &e).is_err());
@@ -126,47 +104,21 @@ fn wrong_issuer_audience_key_or_type_is_rejected() {
     e.audience = Some("https://other.example.com");
     assert!(set.verify_access_token(&token, &e).is_err());
     // Same kid, different key material: signature fails.
-    assert!(
-        rsa_set("k1")
-            .verify_access_token(&token, &expect(1100))
-            .is_err()
-    );
-    assert_eq!(
-        rsa_set("k2")
-            .verify_access_token(&token, &expect(1100))
-            .unwrap_err(),
-        TokenError::UnknownKey
-    );
-    let id = set
-        .sign_id_token(
-            &registered(1000),
-            IdClaims {
-                auth_time: 1,
-                sid: "s".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        set.verify_access_token(&id, &expect(1100)).unwrap_err(),
-        TokenError::WrongType
-    );
-    assert_eq!(
-        set.verify_access_token("not.a.jwt", &expect(1100))
-            .unwrap_err(),
-        TokenError::Malformed
-    );
+    assert!(rsa_set("k1").verify_access_token(&token, &expect(1100)).is_err());
+    assert_eq!(rsa_set("k2").verify_access_token(&token, &expect(1100)).unwrap_err(), TokenError::UnknownKey);
+    let id =
+        set.sign_id_token(&registered(1000), IdClaims { auth_time: 1, sid: "s".into(), ..Default::default() }).unwrap();
+    assert_eq!(set.verify_access_token(&id, &expect(1100)).unwrap_err(), TokenError::WrongType);
+    assert_eq!(set.verify_access_token("not.a.jwt", &expect(1100)).unwrap_err(), TokenError::Malformed);
 }
 
 #[test]
 fn alg_none_is_rejected() {
     let set = rsa_set("k1");
-    let token = set
-        .sign_access_token(&registered(1000), access_claims())
-        .unwrap();
+    let token = set.sign_access_token(&registered(1000), access_claims()).unwrap();
     use base64::Engine;
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(br#"{"alg":"none","typ":"at+jwt","kid":"k1"}"#);
+    let header =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt","kid":"k1"}"#);
     let payload = token.split('.').nth(1).unwrap();
     let forged = format!("{header}.{payload}.");
     assert!(set.verify_access_token(&forged, &expect(1100)).is_err());
@@ -175,8 +127,7 @@ fn alg_none_is_rejected() {
 #[test]
 fn bad_keys_are_named() {
     assert_eq!(KeySet::from_private_jwks(&[]).unwrap_err(), KeyError::Empty);
-    let err =
-        KeySet::from_private_jwks(&[serde_json::json!({"kty": "oct", "k": "AAAA"})]).unwrap_err();
+    let err = KeySet::from_private_jwks(&[serde_json::json!({"kty": "oct", "k": "AAAA"})]).unwrap_err();
     assert!(matches!(err, KeyError::Invalid { index: 0, .. }));
     let es = jwk(ES256KeyPair::generate().with_key_id("same").to_jwk());
     let err = KeySet::from_private_jwks(&[es.clone(), es]).unwrap_err();
