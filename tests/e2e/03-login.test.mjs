@@ -5,7 +5,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, baseConfig, demoClient, backendClient, Browser, req, authorizeUrl, pkce, randomString, parseForm,
-  parseSetCookie, decodeJwt, login, DEMO_REDIRECT, DEMO_REDIRECT_LOCALHOST, DEFAULT_PASSWORD, redeemCode, resolve, runCli, sleep, authorize,
+  parseSetCookie, parseForms, isClearing, decodeJwt, login, DEMO_REDIRECT, DEMO_REDIRECT_LOCALHOST, DEFAULT_PASSWORD, redeemCode, resolve, runCli, sleep, authorize,
 } from './harness.mjs';
 
 const MSG = 'Incorrect username or password.';
@@ -352,10 +352,18 @@ describe('cookie prefix and cookie domain', { timeout: 60000 }, () => {
       // public origin is a name under example.test (requests still go to 127.0.0.1).
       config: () => baseConfig('http://id.example.test', {
         http: { cookie_prefix: 'lk_', cookie_domain: 'example.test' }, session: { lifetime_seconds: 86400 },
+        ui: { product_name: 'Acme & Co <b>bold</b>' },
       }),
     });
   });
   after(async () => { await srv?.cleanup(); });
+
+  it('ui.product_name is shown on the login page (escaped)', async () => {
+    const page = await req(authorizeUrl(srv.origin, params()));
+    assert.equal(page.status, 200);
+    assert.ok(page.text.includes('Acme &amp; Co') || page.text.includes('Acme &#38; Co'), 'product name shown, HTML-escaped');
+    assert.ok(!page.text.includes('<b>bold</b>'), 'product name is escaped');
+  });
 
   it('uses <prefix>csrf (host-only) and <prefix>session with Domain', async () => {
     const b = new Browser(srv.origin);
@@ -380,6 +388,24 @@ describe('cookie prefix and cookie domain', { timeout: 60000 }, () => {
     assert.equal(ok.ag['x-authgear-session-valid'], 'true', 'the prefixed cookie is the session cookie');
     const other = await resolve(srv.origin, { cookie: `session=${c.value}` });
     assert.deepEqual(other.ag, {}, 'the unprefixed name is not a credential');
+    // clearing a Domain cookie only works with the same Domain (and Path)
+    const bad = await resolve(srv.origin, { cookie: 'lk_session=bogus.bogus' });
+    assert.equal(bad.ag['x-authgear-session-valid'], 'false');
+    const cleared = bad.setCookies.map(parseSetCookie).find((x) => x.name === 'lk_session');
+    assert.ok(cleared && isClearing(cleared), `resolver clears lk_session: ${JSON.stringify(bad.setCookies)}`);
+    assert.equal(String(cleared.attrs.domain ?? '').replace(/^\./, ''), 'example.test', `resolver's clearing cookie has the Domain: ${cleared.raw}`);
+    assert.equal(cleared.attrs.path, '/');
+    // logging out clears it with the Domain too
+    const out = await b.go(`${srv.origin}/oauth2/end_session?${new URLSearchParams({ id_token_hint: '', client_id: 'demo' })}`);
+    const page = out.status === 200 ? out : null;
+    assert.ok(page, `end_session with the cookie: ${out.status}`);
+    const idx = parseForms(page.text).findIndex((f) => f.method === 'post');
+    assert.ok(idx >= 0, 'confirmation form');
+    const done = await b.submit(page, { confirm: 'yes' }, { formIndex: idx });
+    const gone = done.setCookies.map(parseSetCookie).find((x) => x.name === 'lk_session');
+    assert.ok(gone && isClearing(gone), `logout clears lk_session: ${JSON.stringify(done.setCookies)}`);
+    assert.equal(String(gone.attrs.domain ?? '').replace(/^\./, ''), 'example.test', `logout's clearing cookie has the Domain: ${gone.raw}`);
+    assert.equal((await resolve(srv.origin, { cookie: `lk_session=${c.value}` })).ag['x-authgear-session-valid'], 'false');
   });
 });
 

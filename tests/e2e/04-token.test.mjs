@@ -17,6 +17,7 @@ const NOIDLE_REDIRECT = 'http://127.0.0.1:4007/callback';
 const WEBAPP_REDIRECT = 'http://127.0.0.1:4008/callback';
 const WEBPUBLIC_REDIRECT = 'http://127.0.0.1:4009/callback';
 const WEBAPP_SECRET = 'webapp-secret-abcdefghijklmnop';
+const NOREFRESH_REDIRECT = 'http://127.0.0.1:4010/callback';
 
 function checkTokenHeaders(r, what = '') {
   assert.match(r.headers.get('cache-control') ?? '', /no-store/, `${what} Cache-Control: no-store (${r.status})`);
@@ -53,6 +54,7 @@ describe('token endpoint', { timeout: 180000 }, () => {
         clients: [
           demoClient(),
           backendClient(),
+          clientConfig({ client_id: 'norefresh', name: 'No refresh grant', redirect_uris: [NOREFRESH_REDIRECT], grant_types: ['authorization_code'] }),
           clientConfig({ client_id: 'shortlife', name: 'Short lifetime', redirect_uris: [SHORTLIFE_REDIRECT], refresh_token_lifetime_seconds: 2 }),
           clientConfig({
             client_id: 'noidle', name: 'No idle timeout', redirect_uris: [NOIDLE_REDIRECT],
@@ -88,6 +90,13 @@ describe('token endpoint', { timeout: 180000 }, () => {
     assert.equal(t.refresh_token, undefined, 'no refresh token without offline_access');
     assert.ok(t.id_token);
     assert.equal(t.scope, 'openid');
+  });
+
+  it('no refresh_token when the client lacks the refresh_token grant, even with offline_access', async () => {
+    const { tokens } = await login(srv.origin, { clientId: 'norefresh', redirectUri: NOREFRESH_REDIRECT });
+    assert.equal(tokens.refresh_token, undefined, 'no refresh token');
+    assert.ok(tokens.access_token);
+    expectError(await refresh(srv.origin, 'x.y', { clientId: 'norefresh' }), 400, 'unauthorized_client', 'refresh grant not allowed');
   });
 
   it('a code is single use; a replay revokes the tokens of the first redemption', async () => {
@@ -128,6 +137,16 @@ describe('token endpoint', { timeout: 180000 }, () => {
       auth: {}, extra: { client_id: 'backend', client_secret: BACKEND_SECRET },
     }), 'post');
     expectOk(await refresh(srv.origin, t2.refresh_token, { clientId: 'backend', auth: {}, extra: { client_id: 'backend', client_secret: BACKEND_SECRET } }), 'refresh with post');
+  });
+
+  it('confidential client: PKCE optional; refresh needs client authentication', async () => {
+    const a = await authorize(srv.origin, { clientId: 'backend', pkce: false });
+    const t = expectOk(await redeemCode(srv.origin, { ...a, verifier: undefined }), 'confidential without PKCE');
+    expectError(await refresh(srv.origin, t.refresh_token, { clientId: 'backend', auth: {}, extra: { client_id: 'backend' } }), 401, 'invalid_client', 'refresh without the secret');
+    const bad = await refresh(srv.origin, t.refresh_token, { clientId: 'backend', auth: { basic: ['backend', 'nope'] } });
+    expectError(bad, 401, 'invalid_client', 'refresh with a wrong secret (basic)');
+    assert.match(bad.headers.get('www-authenticate') ?? '', /^Basic realm="latchkey"/);
+    expectOk(await refresh(srv.origin, t.refresh_token, { clientId: 'backend' }), 'refresh with the secret still works (failed auth did not consume it)');
   });
 
   it('client authentication failures', async () => {

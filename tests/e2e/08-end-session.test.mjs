@@ -65,6 +65,14 @@ describe('end_session', { timeout: 120000 }, () => {
       assert.equal(r.json().error, 'invalid_grant');
     }
     for (const [k] of res.headers) assert.ok(!k.startsWith('access-control-'), `no CORS (${k})`);
+    // the old cookie no longer skips the login form
+    const b = new Browser(srv.origin);
+    b.setCookie('session', cookieValue);
+    const again = await b.go(new URL(`/oauth2/authorize?${new URLSearchParams({
+      response_type: 'code', client_id: 'demo', redirect_uri: 'http://127.0.0.1:4000/callback', scope: 'openid', state: 'y',
+      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGrSstw-cM', code_challenge_method: 'S256',
+    })}`, srv.origin).toString());
+    assert.equal(again.status, 200, `after logout the form is shown: ${again.status} ${again.location}`);
   });
 
   it('with client_id and hint but no cookie → still revokes the hint session', async () => {
@@ -77,6 +85,19 @@ describe('end_session', { timeout: 120000 }, () => {
     assert.equal(await valid(srv.origin, { bearer: l.tokens.access_token }), 'false');
     assert.equal(await valid(srv.origin, { cookie: `session=${l.browser.cookie('session')}` }), 'false',
       'the browser session the hint came from is revoked too');
+  });
+
+  it('a hint from another login revokes both the hint session and the cookie session', async () => {
+    const a = await login(srv.origin); // the browser's own session
+    const b = await login(srv.origin); // some other login
+    const aCookie = a.browser.cookie('session');
+    const res = await a.browser.go(endSessionUrl(srv.origin, {
+      id_token_hint: b.tokens.id_token, post_logout_redirect_uri: DEMO_POST_LOGOUT, state: 'x',
+    }));
+    assertLoggedOutRedirect(res, 'x');
+    assert.equal(await valid(srv.origin, { bearer: b.tokens.access_token }), 'false', 'hint session revoked');
+    assert.equal(await valid(srv.origin, { cookie: `session=${b.browser.cookie('session')}` }), 'false', "the hint's browser session revoked");
+    assert.equal(await valid(srv.origin, { cookie: `session=${aCookie}` }), 'false', 'the cookie session revoked too');
   });
 
   it('POST works like GET', async () => {

@@ -82,6 +82,22 @@ describe('cli', { timeout: 120000 }, () => {
     }
   });
 
+  it('SIGTERM right after "latchkey listening on" still exits 0 (ready means signals are handled)', async () => {
+    const results = [];
+    for (let i = 0; i < 5; i++) {
+      const d = await tmp();
+      const port = await freePort();
+      const h = await spawnServe(['--data-dir', d, '--listen', `127.0.0.1:${port}`]);
+      handles.push(h);
+      h.kill('SIGTERM'); // the moment the line was printed
+      const t = setTimeout(() => h.kill('SIGKILL'), 5000);
+      results.push(await h.exited);
+      clearTimeout(t);
+    }
+    assert.deepEqual(results, Array(5).fill({ code: 0, signal: null }),
+      `SIGTERM immediately after the listening line: ${JSON.stringify(results)}`);
+  });
+
   it('serve reads LATCHKEY_DATA_DIR and LATCHKEY_LISTEN', async () => {
     const d = await tmp();
     const port = await freePort();
@@ -149,7 +165,10 @@ describe('SIGTERM and restart', { timeout: 120000 }, () => {
       `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, half)}`);
     await sleep(300);
     srv.kill('SIGTERM');
-    await sleep(500);
+    await sleep(300);
+    // stopped accepting: a new request is not served while the old one drains
+    const fresh = await req(`${srv.origin}/oauth2/jwks`, { timeoutMs: 1500 }).then((r) => r.status, (e) => `error: ${e.cause?.code ?? e.name}`);
+    assert.notEqual(fresh, 200, 'a new request after SIGTERM is not served');
     sock.write(body.slice(half));
     await Promise.race([closed, sleep(8000)]);
     sock.destroy();

@@ -286,5 +286,16 @@ describe('bad input', { timeout: 120000 }, () => {
       const r = await raw(srv.origin, o);
       assert.ok(r.status < 500, `${o.method ?? 'GET'} ${o.path.slice(0, 60)}: ${r.status} ${r.text.slice(0, 200)}`);
     }
+    // a 200 KiB header: refused with a 4xx (431/400), never 5xx
+    const hdr = await raw(srv.origin, { path: '/_resolver/resolve', headers: { cookie: `session=${'a'.repeat(200 * 1024)}` } }).catch((e) => ({ status: 0, error: e }));
+    assert.ok(hdr.status >= 400 && hdr.status < 500, `200 KiB cookie header: ${hdr.status} ${hdr.error?.message ?? ''}`);
+    // a body shorter than its Content-Length, then the client goes away: no crash
+    await rawSocket(srv.origin, Buffer.from('POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=x'), { timeoutMs: 1500 })
+      .catch(() => {});
+    // garbage instead of HTTP
+    const g = await rawSocket(srv.origin, Buffer.from('\x00\x01\x02 hello\r\n\r\n'), { timeoutMs: 3000 }).catch(() => ({ status: 400 }));
+    assert.ok(g.status < 500, `garbage request line: ${g.status}`);
+    // the server is still healthy
+    assert.equal((await req(`${srv.origin}/oauth2/jwks`)).status, 200, 'still serving after odd requests');
   });
 });

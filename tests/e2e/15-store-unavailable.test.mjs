@@ -2,7 +2,7 @@
 // than the server's busy timeout, writes fail with 503 + Retry-After (JSON
 // temporarily_unavailable on API endpoints), never a 500 or a hang, and
 // nothing is lost once the lock is released. Uses python3's sqlite3 module
-// to hold the lock (python3 is required; the test fails without it).
+// (or the sqlite3 shell) to hold the lock; the test fails if neither exists.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -21,24 +21,51 @@ sys.stdin.read()
 c.execute("ROLLBACK")
 `;
 
-/** Hold the write lock until release() is called. */
-async function holdWriteLock(dbPath) {
-  const p = spawn(PY, ['-c', LOCKER, dbPath], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  p.stdout.on('data', (d) => { out += d; });
-  p.stderr.on('data', (d) => { err += d; });
-  const exited = new Promise((r) => p.on('close', r));
-  await new Promise((resolve, reject) => {
-    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`could not lock ${dbPath}: ${err}`)); }, 15000);
-    p.on('error', (e) => { clearTimeout(t); reject(new Error(`${PY} not available: ${e.message}`)); });
-    p.stdout.on('data', () => { if (out.includes('locked')) { clearTimeout(t); resolve(); } });
-    p.on('close', (code) => { clearTimeout(t); reject(new Error(`locker exited ${code}: ${err}`)); });
+function lockerCommand(dbPath) {
+  // python3's sqlite3 module, or the sqlite3 shell: whichever the machine has.
+  return [
+    [PY, ['-c', LOCKER, dbPath], ''],
+    [process.env.SQLITE3_BIN || 'sqlite3', ['-cmd', '.timeout 10000', dbPath], 'BEGIN IMMEDIATE;\n.print locked\n'],
+  ];
+}
+
+function tryLock([cmd, args, input]) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    const exited = new Promise((r) => p.on('close', r));
+    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`${cmd}: could not lock: ${err}`)); }, 15000);
+    p.on('error', (e) => { clearTimeout(t); reject(Object.assign(new Error(`${cmd}: ${e.message}`), { code: e.code })); });
+    p.stderr.on('data', (d) => { err += d; });
+    p.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('locked')) {
+        clearTimeout(t);
+        resolve({
+          async release() { p.stdin.end(); const k = setTimeout(() => p.kill('SIGKILL'), 5000); await exited; clearTimeout(k); },
+          kill() { try { p.kill('SIGKILL'); } catch { /* gone */ } },
+        });
+      }
+    });
+    p.on('close', (code) => { clearTimeout(t); reject(new Error(`${cmd} exited ${code} before locking: ${err}`)); });
+    p.stdin.on('error', () => {});
+    if (input) p.stdin.write(input);
   });
-  return {
-    async release() { p.stdin.end(); const t = setTimeout(() => p.kill('SIGKILL'), 5000); await exited; clearTimeout(t); },
-    kill() { try { p.kill('SIGKILL'); } catch { /* gone */ } },
-  };
+}
+
+/** Hold SQLite's write lock on dbPath until release() is called. */
+async function holdWriteLock(dbPath) {
+  const errors = [];
+  for (const c of lockerCommand(dbPath)) {
+    try {
+      return await tryLock(c);
+    } catch (e) {
+      errors.push(e.message);
+      if (e.code !== 'ENOENT') break;
+    }
+  }
+  throw new Error(`cannot hold the SQLite write lock (needs python3 or sqlite3): ${errors.join('; ')}`);
 }
 
 describe('store unavailable', { timeout: 90000 }, () => {

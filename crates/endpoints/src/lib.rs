@@ -24,6 +24,7 @@ mod revoke;
 mod session;
 mod token;
 mod userinfo;
+mod verified_cache;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ pub struct App<S> {
     store: S,
     clock: Box<dyn Clock>,
     entropy: Box<dyn Entropy>,
+    verified: verified_cache::VerifiedCache,
 }
 
 /// How a route answers errors.
@@ -70,7 +72,7 @@ impl<S: Store> App<S> {
         clock: Box<dyn Clock>,
         entropy: Box<dyn Entropy>,
     ) -> Self {
-        App { config, keys, store, clock, entropy }
+        App { config, keys, store, clock, entropy, verified: Default::default() }
     }
 
     /// The configuration.

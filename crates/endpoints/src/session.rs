@@ -12,6 +12,7 @@ use crate::App;
 use crate::config::Client;
 use crate::error::ApiError;
 use crate::request::{Authorization, Params, authorization, cookie, header_text};
+use crate::verified_cache::VerifiedCache;
 
 /// What a request's session cookie resolves to.
 // Short-lived return values; boxing would cost more than it saves.
@@ -105,8 +106,17 @@ impl<S: Store> App<S> {
     /// Resolves a bearer access token: signature and claims, then its session (`sid`)
     /// and user, so revocation is honoured.
     pub(crate) async fn bearer_session(&self, token: &str) -> Result<BearerSession, StoreError> {
-        let Ok(verified) = self.keys.verify_access_token(token, &self.access_expectations()) else {
-            return Ok(BearerSession::Invalid);
+        let expect = self.access_expectations();
+        let key = VerifiedCache::key(token);
+        let verified = match self.verified.get(&key, expect.now, expect.tolerance_seconds) {
+            Some(v) => v,
+            None => {
+                let Ok(v) = self.keys.verify_access_token(token, &expect) else {
+                    return Ok(BearerSession::Invalid);
+                };
+                self.verified.insert(key, v.clone(), expect.now, expect.tolerance_seconds);
+                v
+            }
         };
         let Some(sid) = verified.claims.sid.as_deref() else {
             return Ok(BearerSession::Invalid);
