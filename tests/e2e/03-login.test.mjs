@@ -397,11 +397,10 @@ describe('cookie prefix and cookie domain', { timeout: 60000 }, () => {
     assert.equal(cleared.attrs.path, '/');
     // logging out clears it with the Domain too
     const out = await b.go(`${srv.origin}/oauth2/end_session?${new URLSearchParams({ id_token_hint: '', client_id: 'demo' })}`);
-    const page = out.status === 200 ? out : null;
-    assert.ok(page, `end_session with the cookie: ${out.status}`);
-    const idx = parseForms(page.text).findIndex((f) => f.method === 'post');
+    assert.equal(out.status, 200, `end_session with the cookie: ${out.status}`);
+    const idx = parseForms(out.text).findIndex((f) => f.method === 'post');
     assert.ok(idx >= 0, 'confirmation form');
-    const done = await b.submit(page, { confirm: 'yes' }, { formIndex: idx });
+    const done = await b.submit(out, { confirm: 'yes' }, { formIndex: idx });
     const gone = done.setCookies.map(parseSetCookie).find((x) => x.name === 'lk_session');
     assert.ok(gone && isClearing(gone), `logout clears lk_session: ${JSON.stringify(done.setCookies)}`);
     assert.equal(String(gone.attrs.domain ?? '').replace(/^\./, ''), 'example.test', `logout's clearing cookie has the Domain: ${gone.raw}`);

@@ -1,0 +1,2 @@
+//! Placeholder; see the crate docs.
+fn main() {}
