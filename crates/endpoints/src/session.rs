@@ -16,7 +16,7 @@ use crate::verified_cache::VerifiedCache;
 
 /// What a request's session cookie resolves to.
 // Short-lived return values; boxing would cost more than it saves.
-#[expect(clippy::large_enum_variant)]
+#[allow(clippy::large_enum_variant, reason = "short-lived return value; the size difference depends on the target")]
 pub enum CookieSession {
     /// No cookie.
     Absent,
@@ -27,7 +27,7 @@ pub enum CookieSession {
 }
 
 /// What a bearer access token resolves to.
-#[expect(clippy::large_enum_variant)]
+#[allow(clippy::large_enum_variant, reason = "short-lived return value; the size difference depends on the target")]
 pub enum BearerSession {
     /// Not a valid token, or its session or user is gone.
     Invalid,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::UnixSeconds;
-use crate::keys::{Key, KeySet, Private, Public};
+use crate::keys::{Key, KeySet, Private};
 
 /// The longest token accepted for verification; longer input is rejected unparsed.
 pub const MAX_TOKEN_LENGTH: usize = 8 * 1024;
@@ -188,59 +188,6 @@ fn sign_with<C: Serialize>(key: &Key, claims: JWTClaims<C>, typ: &str) -> Result
     result.map_err(|e| TokenError::Signing(e.to_string()))
 }
 
-fn verify_with<C: serde::de::DeserializeOwned>(
-    keys: &KeySet,
-    token: &str,
-    typ: &str,
-    expect: &Expectations<'_>,
-) -> Result<Verified<C>, TokenError> {
-    if token.len() > MAX_TOKEN_LENGTH || token.bytes().filter(|&b| b == b'.').count() != 2 {
-        return Err(TokenError::Malformed);
-    }
-    let meta = Token::decode_metadata(token).map_err(|_| TokenError::Malformed)?;
-    let kid = meta.key_id().ok_or(TokenError::UnknownKey)?;
-    let key = keys.by_kid(kid).ok_or(TokenError::UnknownKey)?;
-    if meta.algorithm() != key.alg().name() {
-        return Err(TokenError::Rejected(format!("alg {} does not match the key", meta.algorithm())));
-    }
-    if meta.signature_type() != Some(typ) {
-        return Err(TokenError::WrongType);
-    }
-    let options = VerificationOptions {
-        accept_future: false,
-        required_key_id: Some(kid.to_owned()),
-        required_signature_type: Some(typ.to_owned()),
-        allowed_issuers: Some(HashSet::from([expect.issuer.to_owned()])),
-        allowed_audiences: expect.audience.map(|a| HashSet::from([a.to_owned()])),
-        time_tolerance: Some(Duration::from_secs(expect.tolerance_seconds)),
-        max_token_length: Some(MAX_TOKEN_LENGTH),
-        artificial_time: Some(Duration::from_secs(expect.now)),
-        ..Default::default()
-    };
-    let verified: Result<JWTClaims<C>, jwt_simple::Error> = match &key.public {
-        Public::Rs256(k) => k.verify_token(token, Some(options)),
-        Public::Es256(k) => k.verify_token(token, Some(options)),
-        Public::EdDsa(k) => k.verify_token(token, Some(options)),
-    };
-    let claims = verified.map_err(|e| TokenError::Rejected(e.to_string()))?;
-    let expires_at = claims.expires_at.ok_or(TokenError::MissingClaim("exp"))?.as_secs();
-    let subject = claims.subject.ok_or(TokenError::MissingClaim("sub"))?;
-    Ok(Verified {
-        subject,
-        expires_at,
-        issued_at: claims.issued_at.map(|t| t.as_secs()),
-        jwt_id: claims.jwt_id,
-        audiences: match claims.audiences {
-            Some(Audiences::AsSet(set)) => set.into_iter().collect(),
-            Some(Audiences::AsString(a)) => vec![a],
-            None => Vec::new(),
-        },
-        nonce: claims.nonce,
-        claims: claims.custom,
-        kid: kid.to_owned(),
-    })
-}
-
 impl KeySet {
     /// Signs an access token with the signing key.
     ///
@@ -271,7 +218,7 @@ impl KeySet {
         token: &str,
         expect: &Expectations<'_>,
     ) -> Result<Verified<AccessClaims>, TokenError> {
-        verify_with(self, token, ACCESS_TOKEN_TYPE, expect)
+        crate::verify::verify(self, token, ACCESS_TOKEN_TYPE, expect)
     }
 
     /// Verifies an ID token, for `id_token_hint`: signature, `typ`, `iss` and `aud`
@@ -281,7 +228,7 @@ impl KeySet {
     /// # Errors
     /// A [`TokenError`] for any failed check.
     pub fn verify_id_token(&self, token: &str, expect: &Expectations<'_>) -> Result<Verified<IdClaims>, TokenError> {
-        verify_with(self, token, ID_TOKEN_TYPE, expect)
+        crate::verify::verify(self, token, ID_TOKEN_TYPE, expect)
     }
 }
 

@@ -73,10 +73,24 @@ pub(crate) enum Private {
     EdDsa(Ed25519KeyPair),
 }
 
+// Only wasm32 (and the tests) verify with jwt-simple; native targets verify with ring
+// from `RawPublic`.
+#[cfg(any(target_arch = "wasm32", test))]
 pub(crate) enum Public {
     Rs256(Box<RS256PublicKey>),
     Es256(ES256PublicKey),
     EdDsa(Ed25519PublicKey),
+}
+
+/// Public key material as raw bytes, for the native (ring) verifier.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) enum RawPublic {
+    /// RSA modulus and exponent, big-endian.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// Uncompressed SEC1 point (`04 || x || y`).
+    P256(Vec<u8>),
+    /// 32-byte Ed25519 public key.
+    Ed25519(Vec<u8>),
 }
 
 /// One key of the set.
@@ -84,7 +98,10 @@ pub struct Key {
     kid: String,
     alg: Algorithm,
     pub(crate) private: Private,
+    #[cfg(any(target_arch = "wasm32", test))]
     pub(crate) public: Public,
+    #[cfg(not(target_arch = "wasm32"))]
+    raw: RawPublic,
     public_jwk: Value,
 }
 
@@ -110,6 +127,43 @@ impl Key {
     pub fn public_jwk(&self) -> &Value {
         &self.public_jwk
     }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn raw_public(&self) -> &RawPublic {
+        &self.raw
+    }
+
+    /// jwt-simple's verification of `token` with this key, with the given options.
+    #[cfg(any(target_arch = "wasm32", test))]
+    pub(crate) fn verify_signature_only(&self, token: &str, options: VerificationOptions) -> bool {
+        let claims: Result<JWTClaims<Value>, jwt_simple::Error> = match &self.public {
+            Public::Rs256(k) => k.verify_token(token, Some(options)),
+            Public::Es256(k) => k.verify_token(token, Some(options)),
+            Public::EdDsa(k) => k.verify_token(token, Some(options)),
+        };
+        claims.is_ok()
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn raw_public(index: usize, jwk: &Map<String, Value>, alg: Algorithm) -> Result<RawPublic, KeyError> {
+    use base64::Engine;
+    let member = |name: &str| -> Result<Vec<u8>, KeyError> {
+        let text = jwk.get(name).and_then(Value::as_str).ok_or_else(|| invalid(index, format!("missing {name}")))?;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| invalid(index, format!("{name} is not base64url")))
+    };
+    Ok(match alg {
+        Algorithm::Rs256 => RawPublic::Rsa { n: member("n")?, e: member("e")? },
+        Algorithm::Es256 => {
+            let mut point = vec![4u8];
+            point.extend(member("x")?);
+            point.extend(member("y")?);
+            RawPublic::P256(point)
+        }
+        Algorithm::EdDsa => RawPublic::Ed25519(member("x")?),
+    })
 }
 
 /// Members kept when importing a private JWK. Everything else (Authgear's
@@ -141,28 +195,28 @@ fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
         obj.iter().filter(|(k, _)| JWK_MEMBERS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
     let text = Value::Object(stripped).to_string();
     let bad = |e: jwt_simple::Error| invalid(index, format!("not a valid private {} key: {e}", alg.name()));
-    let (private, public, thumbprint, public_text) = match alg {
+    let (private, thumbprint, public_text) = match alg {
         Algorithm::Rs256 => {
             let pair = RS256KeyPair::from_jwk(&text).map_err(bad)?;
-            let public = pair.public_key();
-            let t = pair.jwk_thumbprint();
-            let p = public.to_jwk();
-            (Private::Rs256(Box::new(pair)), Public::Rs256(Box::new(public)), t, p)
+            let (t, p) = (pair.jwk_thumbprint(), pair.public_key().to_jwk());
+            (Private::Rs256(Box::new(pair)), t, p)
         }
         Algorithm::Es256 => {
             let pair = ES256KeyPair::from_jwk(&text).map_err(bad)?;
-            let public = pair.public_key();
-            let t = pair.jwk_thumbprint();
-            let p = public.to_jwk();
-            (Private::Es256(pair), Public::Es256(public), t, p)
+            let (t, p) = (pair.jwk_thumbprint(), pair.public_key().to_jwk());
+            (Private::Es256(pair), t, p)
         }
         Algorithm::EdDsa => {
             let pair = Ed25519KeyPair::from_jwk(&text).map_err(bad)?;
-            let public = pair.public_key();
-            let t = pair.jwk_thumbprint();
-            let p = public.to_jwk();
-            (Private::EdDsa(pair), Public::EdDsa(public), t, p)
+            let (t, p) = (pair.jwk_thumbprint(), pair.public_key().to_jwk());
+            (Private::EdDsa(pair), t, p)
         }
+    };
+    #[cfg(any(target_arch = "wasm32", test))]
+    let public = match &private {
+        Private::Rs256(p) => Public::Rs256(Box::new(p.public_key())),
+        Private::Es256(p) => Public::Es256(p.public_key()),
+        Private::EdDsa(p) => Public::EdDsa(p.public_key()),
     };
     let kid = match obj.get("kid") {
         None => thumbprint,
@@ -182,7 +236,18 @@ fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
     public_jwk.insert("kid".into(), Value::String(kid.clone()));
     public_jwk.insert("alg".into(), Value::String(alg.name().into()));
     public_jwk.insert("use".into(), Value::String("sig".into()));
-    Ok(Key { kid, alg, private, public, public_jwk: Value::Object(public_jwk) })
+    #[cfg(not(target_arch = "wasm32"))]
+    let raw = raw_public(index, &public_jwk, alg)?;
+    Ok(Key {
+        kid,
+        alg,
+        private,
+        #[cfg(any(target_arch = "wasm32", test))]
+        public,
+        #[cfg(not(target_arch = "wasm32"))]
+        raw,
+        public_jwk: Value::Object(public_jwk),
+    })
 }
 
 /// The signing key and every key that verifies.
