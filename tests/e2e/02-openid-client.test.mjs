@@ -188,3 +188,37 @@ describe('openid-client full flow', { timeout: 90000 }, () => {
     assert.equal(res.ag['x-authgear-session-valid'], 'false');
   });
 });
+
+for (const alg of ['ES256', 'EdDSA']) {
+  describe(`openid-client against an ${alg} server`, { timeout: 60000 }, () => {
+    let srv;
+    before(async () => { srv = await startServer({ algorithm: alg }); });
+    after(async () => { await srv?.cleanup(); });
+
+    it(`the library validates ${alg} ID tokens end to end`, async () => {
+      const config = await client.discovery(new URL(srv.origin), 'demo',
+        { token_endpoint_auth_method: 'none', id_token_signed_response_alg: alg },
+        client.None(), { execute: [client.allowInsecureRequests] });
+      const verifier = client.randomPKCECodeVerifier();
+      const state = client.randomState();
+      const nonce = client.randomNonce();
+      const authUrl = client.buildAuthorizationUrl(config, {
+        redirect_uri: DEMO_REDIRECT, scope: 'openid offline_access',
+        code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state, nonce,
+      });
+      const done = await new Browser(srv.origin).login(authUrl.toString(), 'alice');
+      assert.equal(done.status, 302);
+      const tokens = await client.authorizationCodeGrant(config, new URL(done.location), {
+        pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true,
+      });
+      assert.equal(tokens.claims().sub, srv.userIds.alice);
+      assert.equal(decodeJwt(tokens.id_token).header.alg, alg);
+      const ui = await client.fetchUserInfo(config, tokens.access_token, srv.userIds.alice);
+      assert.equal(ui.sub, srv.userIds.alice);
+      const t2 = await client.refreshTokenGrant(config, tokens.refresh_token);
+      assert.ok(t2.access_token);
+      await client.tokenRevocation(config, t2.refresh_token);
+      assert.equal((await resolve(srv.origin, { bearer: t2.access_token })).ag['x-authgear-session-valid'], 'false');
+    });
+  });
+}

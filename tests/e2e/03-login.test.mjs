@@ -119,6 +119,18 @@ describe('login page', { timeout: 120000 }, () => {
     }
   });
 
+  it('tampered hidden fields on the login form: an unregistered redirect_uri → 400, never a redirect', async () => {
+    for (const evil of ['https://evil.example/callback', 'http://127.0.0.1:4000/callback/../evil']) {
+      const b = new Browser(srv.origin);
+      const page = await b.go(authorizeUrl(srv.origin, params()));
+      const res = await b.submit(page, { username: 'alice', password: DEFAULT_PASSWORD, redirect_uri: evil });
+      assert.equal(res.status, 400, `${evil}: ${res.status} ${res.location}`);
+      assert.equal(res.location, null);
+      const c = cookieNamed(res, 'session');
+      assert.equal(c, undefined, `${evil}: no session for a rejected request`);
+    }
+  });
+
   it('POST with a wrong or missing csrf token → 400', async () => {
     for (const variant of ['wrong', 'missing-field', 'missing-cookie']) {
       const b = new Browser(srv.origin);

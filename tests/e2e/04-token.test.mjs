@@ -18,6 +18,7 @@ const WEBAPP_REDIRECT = 'http://127.0.0.1:4008/callback';
 const WEBPUBLIC_REDIRECT = 'http://127.0.0.1:4009/callback';
 const WEBAPP_SECRET = 'webapp-secret-abcdefghijklmnop';
 const NOREFRESH_REDIRECT = 'http://127.0.0.1:4010/callback';
+const IDLE3_REDIRECT = 'http://127.0.0.1:4011/callback';
 
 function checkTokenHeaders(r, what = '') {
   assert.match(r.headers.get('cache-control') ?? '', /no-store/, `${what} Cache-Control: no-store (${r.status})`);
@@ -54,6 +55,7 @@ describe('token endpoint', { timeout: 180000 }, () => {
         clients: [
           demoClient(),
           backendClient(),
+          clientConfig({ client_id: 'idle3', name: 'Idle 3 s', redirect_uris: [IDLE3_REDIRECT], refresh_token_idle_timeout_seconds: 3 }),
           clientConfig({ client_id: 'norefresh', name: 'No refresh grant', redirect_uris: [NOREFRESH_REDIRECT], grant_types: ['authorization_code'] }),
           clientConfig({ client_id: 'shortlife', name: 'Short lifetime', redirect_uris: [SHORTLIFE_REDIRECT], refresh_token_lifetime_seconds: 2 }),
           clientConfig({
@@ -82,6 +84,12 @@ describe('token endpoint', { timeout: 180000 }, () => {
     assert.equal(typeof t.id_token, 'string');
     const jwks = await getJson(`${srv.origin}/oauth2/jwks`);
     assert.ok(verifyJwt(t.access_token, jwks));
+  });
+
+  it('no nonce in the request → no nonce claim in the ID token', async () => {
+    const a = await authorize(srv.origin, { extra: { nonce: undefined } });
+    const t = expectOk(await redeemCode(srv.origin, a));
+    assert.equal(decodeJwt(t.id_token).payload.nonce, undefined);
   });
 
   it('no refresh_token without offline_access; no id_token without openid is impossible (openid required)', async () => {
@@ -274,6 +282,20 @@ describe('token endpoint', { timeout: 180000 }, () => {
     expectError(await refresh(srv.origin, t1.refresh_token, { clientId: 'shortlife' }), 400, 'invalid_grant', 'after the lifetime');
   });
 
+  it('using a refresh token resets its idle timeout (refresh every 1.2 s for 6 s with a 3 s idle timeout)', async () => {
+    const { tokens } = await login(srv.origin, { clientId: 'idle3', redirectUri: IDLE3_REDIRECT });
+    let rt = tokens.refresh_token;
+    const started = Date.now();
+    for (let i = 0; i < 5; i++) {
+      await sleep(1200);
+      const r = await refresh(srv.origin, rt, { clientId: 'idle3' });
+      assert.equal(r.status, 200, `refresh #${i} at ${Date.now() - started} ms (last use ~1.2 s before): ${r.text}`);
+      rt = r.json().refresh_token;
+    }
+    await sleep(3500);
+    expectError(await refresh(srv.origin, rt, { clientId: 'idle3' }), 400, 'invalid_grant', 'idle for 3.5 s');
+  });
+
   it('refresh_token_idle_timeout_enabled: false ignores the idle timeout', async () => {
     const { tokens } = await login(srv.origin, { clientId: 'noidle', redirectUri: NOIDLE_REDIRECT });
     await sleep(3000);
@@ -319,6 +341,9 @@ describe('token endpoint', { timeout: 180000 }, () => {
     const tp = expectOk(await tokenRequest(srv.origin, { grant_type: 'client_credentials', client_id: 'backend', client_secret: BACKEND_SECRET }), 'post auth');
     assert.equal(decodeJwt(tp.access_token).payload.sub, 'client_id_backend');
 
+    // a client token has no user and no session: not an identity at the resolver or userinfo
+    assert.deepEqual((await resolve(srv.origin, { bearer: t.access_token })).ag, { 'x-authgear-session-valid': 'false' }, 'client token at the resolver');
+    assert.equal((await req(`${srv.origin}/oauth2/userinfo`, { bearer: t.access_token })).status, 401, 'client token at userinfo');
     expectError(await tokenRequest(srv.origin, { grant_type: 'client_credentials', client_id: 'demo' }), 400, 'unauthorized_client', 'spa client');
     expectError(await tokenRequest(srv.origin, { grant_type: 'client_credentials' }, { basic: ['backend', 'wrong'] }), 401, 'invalid_client', 'wrong secret');
   });
@@ -354,9 +379,9 @@ describe('token endpoint', { timeout: 180000 }, () => {
     assert.equal(await valid(srv.origin, next.access_token), 'false', 'reuse revokes');
   });
 
-  it('20 concurrent redemptions of one code (8 rounds): exactly one 200, the rest invalid_grant, and the winner is revoked', async () => {
+  it('20 concurrent redemptions of one code (15 rounds): exactly one 200, the rest invalid_grant, and the winner is revoked', async () => {
     const problems = [];
-    for (let round = 0; round < 8; round++) {
+    for (let round = 0; round < 15; round++) {
       const a = await authorize(srv.origin);
       const results = await Promise.all(Array.from({ length: 20 }, () => redeemCode(srv.origin, a)));
       for (const r of results) {

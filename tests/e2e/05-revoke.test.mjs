@@ -2,7 +2,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, login, refresh, revoke, resolve, req, BACKEND_SECRET, signJwt, decodeJwt,
+  startServer, login, refresh, revoke, resolve, req, raw, BACKEND_SECRET, signJwt, decodeJwt,
 } from './harness.mjs';
 import crypto from 'node:crypto';
 
@@ -28,6 +28,22 @@ describe('revoke', { timeout: 90000 }, () => {
     const r = await refresh(srv.origin, tokens.refresh_token);
     assert.equal(r.status, 400);
     assert.equal(r.json().error, 'invalid_grant');
+  });
+
+  it('a revocation is seen on every connection (no worker cache hides it)', async () => {
+    const { tokens, browser } = await login(srv.origin);
+    const cookie = `session=${browser.cookie('session')}`;
+    const onNewConnections = async (cred, n = 24) => {
+      const rs = await Promise.all(Array.from({ length: n }, () => raw(srv.origin, {
+        path: '/_resolver/resolve', headers: cred.bearer ? { authorization: `Bearer ${cred.bearer}` } : { cookie: cred.cookie },
+      })));
+      return [...new Set(rs.map((r) => r.headers['x-authgear-session-valid']))];
+    };
+    // warm every worker (and any verification cache) with the valid token
+    assert.deepEqual(await onNewConnections({ bearer: tokens.access_token }), ['true']);
+    assert.deepEqual(await onNewConnections({ cookie }), ['true']);
+    assert.equal((await revoke(srv.origin, tokens.refresh_token)).status, 200);
+    assert.deepEqual(await onNewConnections({ bearer: tokens.access_token }), ['false'], 'every connection sees the revocation at once');
   });
 
   it('revoking an access token kills its session (and its refresh token)', async () => {

@@ -4,8 +4,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import {
-  startServer, baseConfig, demoClient, backendClient, clientConfig, login, refresh, resolve, req, runCli,
+  startServer, baseConfig, demoClient, backendClient, clientConfig, login, refresh, resolve, req, raw, runCli,
   decodeJwt, signJwt, b64url, sleep, nowSec, parseSetCookie, isClearing, randomString,
 } from './harness.mjs';
 
@@ -109,6 +111,7 @@ describe('resolver', { timeout: 120000 }, () => {
   it('bearer decides when present (no fallback to the cookie)', async () => {
     onlyInvalid(await resolve(srv.origin, { bearer: 'garbage', cookie: bobCookie }), 'garbage bearer + valid cookie');
     checkBob(await resolve(srv.origin, { bearer: bobTokens.access_token, cookie: 'session=nonsense.nonsense' }), 'valid bearer + bad cookie');
+    checkBob(await resolve(srv.origin, { headers: { authorization: 'Basic Zm9vOmJhcg==' }, cookie: bobCookie }), 'Basic auth is not a bearer: the cookie decides');
   });
 
   it('invalid bearer tokens → Session-Valid false only', async () => {
@@ -228,6 +231,10 @@ describe('resolver', { timeout: 120000 }, () => {
     const d = await runCli(['users', 'disable', '--data-dir', srv.dataDir, '--username', 'carol', '--reason', 'e2e']);
     assert.equal(d.code, 0, `users disable: ${d.stderr}`);
     onlyInvalid(await resolve(srv.origin, { cookie }), 'cookie of a disabled user');
+    const fresh = await Promise.all(Array.from({ length: 16 }, () => raw(srv.origin, {
+      path: '/_resolver/resolve', headers: { authorization: `Bearer ${l.tokens.access_token}` },
+    })));
+    assert.deepEqual([...new Set(fresh.map((r) => r.headers['x-authgear-session-valid']))], ['false'], 'every connection/worker sees the disable');
     onlyInvalid(await resolve(srv.origin, { bearer: l.tokens.access_token }), 'bearer of a disabled user');
     const strict = await resolve(srv.origin, { bearer: l.tokens.access_token, query: '?strict=true' });
     assert.equal(strict.status, 401, 'strict: disabled user → 401');
@@ -265,6 +272,25 @@ describe('resolver.strict: true in config', { timeout: 60000 }, () => {
   });
 });
 
+describe('browser session idle timeout is reset by use', { timeout: 60000 }, () => {
+  let srv;
+  before(async () => { srv = await startServer({ config: (o) => baseConfig(o, { session: { idle_timeout_enabled: true, idle_timeout_seconds: 3 } }) }); });
+  after(async () => { await srv?.cleanup(); });
+
+  it('resolving the cookie every 1.2 s for 6 s keeps a 3 s idle session alive', async () => {
+    const l = await login(srv.origin);
+    const cookie = `session=${l.browser.cookie('session')}`;
+    const started = Date.now();
+    for (let i = 0; i < 5; i++) {
+      await sleep(1200);
+      const r = await resolve(srv.origin, { cookie });
+      assert.equal(r.ag['x-authgear-session-valid'], 'true', `resolve #${i} at ${Date.now() - started} ms (last use ~1.2 s before)`);
+    }
+    await sleep(3500);
+    onlyInvalid(await resolve(srv.origin, { cookie }), 'idle for 3.5 s');
+  });
+});
+
 for (const [name, session] of [
   ['session.lifetime_seconds: 2', { lifetime_seconds: 2 }],
   ['session.idle_timeout_seconds: 2', { idle_timeout_enabled: true, idle_timeout_seconds: 2 }],
@@ -291,3 +317,56 @@ for (const [name, session] of [
     });
   });
 }
+
+describe('time checks on correctly signed tokens (signed with the server\'s own key)', { timeout: 60000 }, () => {
+  let srv;
+  let key;
+  let kid;
+  before(async () => {
+    srv = await startServer({ config: (o) => baseConfig(o, { jwt: { time_tolerance_seconds: 60 } }) });
+    const text = await readFile(path.join(srv.dataDir, 'latchkey.secrets.yaml'), 'utf8');
+    const jwk = JSON.parse(text.match(/^\s*-\s*(\{.*"kty".*\})\s*$/m)[1]);
+    kid = jwk.kid;
+    key = crypto.createPrivateKey({ key: jwk, format: 'jwk' });
+  });
+  after(async () => { await srv?.cleanup(); });
+
+  it('exp, nbf and iat are checked with the configured tolerance (60 s)', async () => {
+    const { tokens } = await login(srv.origin);
+    const { header, payload } = decodeJwt(tokens.access_token);
+    assert.equal(header.kid, kid, 'the oracle key is the signing key');
+    const now = nowSec();
+    const sign = (changes) => signJwt(header, { ...payload, ...changes }, key);
+    assert.equal((await resolve(srv.origin, { bearer: sign({}) })).ag['x-authgear-session-valid'], 'true', 'control: re-signed token is valid');
+    const cases = [
+      ['expired 30 s ago (within tolerance)', { exp: now - 30 }, 'true'],
+      ['expired 300 s ago', { exp: now - 300 }, 'false'],
+      ['nbf 30 s ahead (within tolerance)', { nbf: now + 30 }, 'true'],
+      ['nbf 600 s ahead', { nbf: now + 600 }, 'false'],
+      ['iat 600 s in the future', { iat: now + 600, exp: now + 2400 }, 'false'],
+      ['no exp', { exp: undefined }, 'false'],
+      ['other issuer', { iss: 'https://evil.example' }, 'false'],
+      ['aud without the issuer', { aud: ['https://api.example.test'] }, 'false'],
+      ['typ JWT instead of at+jwt', null, 'false'],
+    ];
+    for (const [what, changes, expected] of cases) {
+      const token = changes === null ? signJwt({ ...header, typ: 'JWT' }, payload, key) : sign(changes);
+      const r = await resolve(srv.origin, { bearer: token });
+      assert.equal(r.ag['x-authgear-session-valid'], expected, `${what}: expected ${expected}, got ${JSON.stringify(r.ag)}`);
+    }
+  });
+
+  it('an expired id_token_hint (ours) still logs out at end_session', async () => {
+    const l = await login(srv.origin);
+    const { header, payload } = decodeJwt(l.tokens.id_token);
+    const now = nowSec();
+    const expired = signJwt(header, { ...payload, iat: now - 3600, exp: now - 3300 }, key);
+    const r = await req(`${srv.origin}/oauth2/end_session?${new URLSearchParams({
+      id_token_hint: expired, post_logout_redirect_uri: 'http://127.0.0.1:4000/', state: 'e',
+    })}`);
+    assert.equal(r.status, 302, `${r.status} ${r.text.slice(0, 200)}`);
+    assert.equal(new URL(r.location).searchParams.get('state'), 'e');
+    assert.equal((await resolve(srv.origin, { bearer: l.tokens.access_token })).ag['x-authgear-session-valid'], 'false',
+      'the expired hint identified the session to revoke');
+  });
+});

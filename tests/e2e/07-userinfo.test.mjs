@@ -56,6 +56,12 @@ describe('userinfo', { timeout: 60000 }, () => {
     }
   });
 
+  it('a session cookie is not a credential for userinfo', async () => {
+    const l = await login(srv.origin, { username: 'erin' });
+    const r = await req(`${srv.origin}/oauth2/userinfo`, { cookie: `session=${l.browser.cookie('session')}` });
+    assert.equal(r.status, 401);
+  });
+
   it('revoked session → 401 invalid_token', async () => {
     const l = await login(srv.origin, { username: 'erin' });
     assert.equal((await req(`${srv.origin}/oauth2/userinfo`, { bearer: l.tokens.access_token })).status, 200);

@@ -162,6 +162,22 @@ describe('end_session', { timeout: 120000 }, () => {
     assert.equal(await valid(srv.origin, { bearer: l.tokens.access_token }), 'false', 'sessions created from the browser session die too');
   });
 
+  it('the confirmation form is CSRF-protected: a wrong csrf_token logs nobody out', async () => {
+    const l = await login(srv.origin);
+    const cookieValue = l.browser.cookie('session');
+    const page = await l.browser.go(endSessionUrl(srv.origin, { client_id: 'demo', post_logout_redirect_uri: DEMO_POST_LOGOUT }));
+    assert.equal(page.status, 200);
+    const idx = parseForms(page.text).findIndex((x) => x.method === 'post');
+    const res = await l.browser.submit(page, { confirm: 'yes', csrf_token: 'forged' }, { formIndex: idx });
+    assert.equal(res.status, 400, `forged csrf: ${res.status} ${res.location}`);
+    assert.equal(res.location, null);
+    assert.equal(await valid(srv.origin, { cookie: `session=${cookieValue}` }), 'true', 'still logged in');
+    // a cross-site POST without the csrf token at all
+    const xs = await req(`${srv.origin}/oauth2/end_session`, { method: 'POST', cookie: `session=${cookieValue}`, form: { confirm: 'yes', client_id: 'demo', post_logout_redirect_uri: DEMO_POST_LOGOUT } });
+    assert.notEqual(xs.status, 302, `POST without csrf must not log out and redirect: ${xs.status}`);
+    assert.equal(await valid(srv.origin, { cookie: `session=${cookieValue}` }), 'true', 'still logged in after a csrf-less POST');
+  });
+
   it('confirmation without a redirect URI ends on a signed-out page', async () => {
     const l = await login(srv.origin);
     const cookieValue = l.browser.cookie('session');

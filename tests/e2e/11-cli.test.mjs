@@ -65,6 +65,35 @@ describe('cli', { timeout: 120000 }, () => {
     assert.notEqual(c.stdout.trim(), id, 'ids are distinct');
   });
 
+  it('users disable/enable of an unknown user fails with a message', async () => {
+    const d = await tmp();
+    assert.equal((await runCli(['init', '--data-dir', d])).code, 0);
+    for (const cmd of ['disable', 'enable']) {
+      const r = await runCli(['users', cmd, '--data-dir', d, '--username', 'ghost']);
+      assert.equal(r.code, 1, `users ${cmd} ghost: exit ${r.code}`);
+      assert.ok(r.stderr.trim().length > 0, 'a message');
+    }
+  });
+
+  it('serve on an address in use exits 1 with a message, without the listening line', async () => {
+    const blocker = net.createServer();
+    await new Promise((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = blocker.address().port;
+    try {
+      const d = await tmp();
+      const h = await spawnServe(['--data-dir', d, '--listen', `127.0.0.1:${port}`], { waitForListening: false });
+      handles.push(h);
+      const t = setTimeout(() => h.kill('SIGKILL'), 10000);
+      const r = await h.exited;
+      clearTimeout(t);
+      assert.equal(r.code, 1, `exit code (got ${JSON.stringify(r)})`);
+      assert.ok(!h.stdout.includes('latchkey listening on'), 'never claims to listen');
+      assert.ok(h.stderr.includes(String(port)), `stderr names the address: ${h.stderr}`);
+    } finally {
+      await new Promise((r) => blocker.close(r));
+    }
+  });
+
   it('serve on an empty dir initialises it, prints what it created, and listens', async () => {
     const parent = await tmp();
     for (const d of [parent, path.join(parent, 'does', 'not', 'exist')]) {

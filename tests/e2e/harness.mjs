@@ -10,7 +10,8 @@
 // calling hook throws and every test of the file fails.
 
 import { spawn } from 'node:child_process';
-import { mkdtemp, writeFile, readFile, appendFile, rm, access, constants } from 'node:fs/promises';
+import { mkdtemp, mkdir, writeFile, readFile, appendFile, rm, access, constants } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -337,6 +338,13 @@ export async function startServer(opts = {}) {
     async cleanup() {
       await this.stop();
       servers.delete(this);
+      // Keep every server's log for post-mortems (tests/e2e/artifacts/ is gitignored).
+      try {
+        const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
+        await mkdir(dir, { recursive: true });
+        const test = path.basename(process.argv[1] ?? 'run', '.mjs');
+        await writeFile(path.join(dir, `${test}-${port}.log`), this.logs());
+      } catch { /* best effort */ }
       if (!process.env.LATCHKEY_E2E_KEEP) await rm(dataDir, { recursive: true, force: true });
     },
     cli(args, cliOpts) { return runCli(args, cliOpts); },
@@ -433,7 +441,8 @@ export function raw(origin, { method = 'GET', path: p = '/', headers = {}, body,
   const u = new URL(origin);
   return new Promise((resolve, reject) => {
     let settled = false;
-    const lenHeader = body !== undefined && !chunked ? { 'content-length': Buffer.byteLength(body) } : {};
+    // Node frames a GET body only when chunked encoding is asked for explicitly.
+    const lenHeader = body === undefined ? {} : chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': Buffer.byteLength(body) };
     const r = http.request({
       host: u.hostname, port: u.port, method, path: p,
       headers: { connection: 'close', ...headers, ...lenHeader },

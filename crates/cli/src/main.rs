@@ -151,6 +151,7 @@ fn serve(data_dir: PathBuf, listen: SocketAddr, log_format: LogFormat) -> Result
     }
     let (config, keys) = dir.load()?;
     let store = dir.open_store()?;
+    let signals = server::Signals::install()?;
     let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("latchkey listening on http://{addr}");
@@ -158,7 +159,7 @@ fn serve(data_dir: PathBuf, listen: SocketAddr, log_format: LogFormat) -> Result
     println!("  discovery  {}/.well-known/openid-configuration", config.issuer);
     println!("  resolver   {}/_resolver/resolve", config.issuer);
     let _ = std::io::stdout().flush();
-    server::run(listener, config, keys, store)
+    server::run(listener, config, keys, store, signals)
 }
 
 fn main() -> ExitCode {

@@ -122,8 +122,43 @@ async fn worker_loop(
     Ok(())
 }
 
+/// SIGTERM and SIGINT handlers, installed before the server announces itself, so a
+/// signal sent the moment it is ready is a graceful stop and not the default kill.
+pub struct Signals {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let _entered = rt.enter();
+        let term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        drop(_entered);
+        Ok(Signals { rt, term, int })
+    }
+
+    fn wait(mut self) {
+        self.rt.block_on(async {
+            tokio::select! {
+                _ = self.term.recv() => tracing::info!("SIGTERM received; shutting down"),
+                _ = self.int.recv() => tracing::info!("SIGINT received; shutting down"),
+            }
+        });
+    }
+}
+
 /// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
-pub fn run(listener: StdListener, config: Arc<Config>, keys: Arc<KeySet>, store: SqliteStore) -> Result<(), String> {
+pub fn run(
+    listener: StdListener,
+    config: Arc<Config>,
+    keys: Arc<KeySet>,
+    store: SqliteStore,
+    signals: Signals,
+) -> Result<(), String> {
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
     let (tx, rx) = watch::channel(false);
@@ -144,17 +179,7 @@ pub fn run(listener: StdListener, config: Arc<Config>, keys: Arc<KeySet>, store:
         handles.push(handle);
     }
     drop(listener);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
-        }
-        Ok::<(), String>(())
-    })?;
+    signals.wait();
     let _ = tx.send(true);
     for h in handles {
         match h.join() {

@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 use latchkey_store::{Session, SessionKind, Store, StoreError, User};
+use latchkey_token::UnixSeconds;
 use latchkey_token::jwt::{AccessClaims, Expectations, IdClaims, Registered, UserClaims, Verified};
 use latchkey_token::secret::{CompoundToken, constant_time_eq, new_compound, random_secret, random_uuid, sha256_hex};
-use latchkey_token::{UnixSeconds, expiry};
 
 use crate::App;
 use crate::config::Client;
@@ -63,9 +63,9 @@ impl<S: Store> App<S> {
         Ok(self.store.user_by_id(id).await?.filter(|u| !u.disabled))
     }
 
-    /// Records a use of `session`, at most once per [`expiry::LAST_USE_RESOLUTION_SECONDS`].
+    /// Records a use of `session`, throttled (see `Lifetime::should_record_use`).
     pub(crate) async fn record_use(&self, session: &Session, now: UnixSeconds) -> Result<(), StoreError> {
-        if expiry::should_record_use(session.last_used_at, now) {
+        if session.lifetime.should_record_use(session.last_used_at, now) {
             self.store.touch_session(&session.id, now).await?;
         }
         Ok(())

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use latchkey_store::{Redemption, RefreshOutcome, Session, SessionKind, Store, refresh};
+use latchkey_store::{Redemption, RefreshOutcome, Session, SessionKind, Store, StoreError, refresh};
 use latchkey_token::expiry::Lifetime;
 use latchkey_token::jwt::{AccessClaims, Registered};
 use latchkey_token::pkce;
@@ -127,7 +127,11 @@ impl<S: Store> App<S> {
             user_agent: header_text(req.headers(), "user-agent").map(|v| v.chars().take(256).collect()),
             ip: req.extensions().get::<crate::ClientAddr>().map(|a| a.0.clone()),
         };
-        self.store.create_session(&session).await?;
+        match self.store.create_session(&session).await {
+            // A replay of this code revoked the session id before it was created.
+            Err(StoreError::Conflict(_)) => return Err(invalid()),
+            other => other?,
+        }
         tracing::info!(client_id = %client.id, user_id = %user.id, "tokens issued for a code");
         let tokens = self.issue_tokens(client, &session, &user, &grant.scopes, grant.nonce.clone(), refresh_token)?;
         Ok(token_response(&tokens))

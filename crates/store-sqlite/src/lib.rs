@@ -404,7 +404,17 @@ impl Store for SqliteStore {
         // Children are one level deep (a browser session's token sessions), as in the
         // reference backend. The version bump on already revoked rows keeps the
         // operation idempotent in effect while still failing any swap in flight.
+        let tombstone = Session::tombstone(id, now);
+        let enc = Encoded::new(&tombstone)?;
         self.write("revoke_session", |tx| {
+            // An unknown id is recorded as revoked first (see the port docs).
+            tx.prepare_cached(concat!(
+                "INSERT INTO sessions (",
+                session_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                 ?16, ?17, ?18) ON CONFLICT(id) DO NOTHING"
+            ))?
+            .execute(session_params(&tombstone, &enc, &tombstone.version))?;
             tx.prepare_cached(
                 "UPDATE sessions SET revoked_at = coalesce(revoked_at, ?2), \
                  version = version + 1 WHERE id = ?1 OR parent_id = ?1",

@@ -138,7 +138,13 @@ async fn revocation_cascades<S: Store>(s: &S) {
     assert!(s.session("t-other").await.unwrap().unwrap().revoked_at.is_none(), "unrelated session untouched");
     s.revoke_session("b-parent", NOW + 5).await.unwrap();
     assert_eq!(s.session("b-parent").await.unwrap().unwrap().revoked_at, Some(NOW + 1), "revocation is idempotent");
-    s.revoke_session("no-such-session", NOW).await.unwrap();
+    s.revoke_session("not-created-yet", NOW).await.unwrap();
+    let late = token_session("not-created-yet", "u2", None, "w");
+    assert!(
+        matches!(s.create_session(&late).await, Err(StoreError::Conflict(_))),
+        "a session id revoked before it was created can never be created"
+    );
+    assert!(s.session("not-created-yet").await.unwrap().unwrap().revoked_at.is_some(), "the tombstone is revoked");
 }
 
 async fn disabling_revokes<S: Store>(s: &S) {

@@ -104,6 +104,9 @@ pub trait Store {
 
     /// Revokes the session `id` and every session created from it (its children), and
     /// bumps their versions so that a rotation in flight loses its swap. Idempotent.
+    /// An unknown `id` is recorded as revoked ([`Session::tombstone`]), so a later
+    /// `create_session` with it fails with [`StoreError::Conflict`]: a replayed
+    /// authorization code can revoke the session its first redemption is still creating.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] on backend failure.

@@ -116,6 +116,7 @@ impl Store for MemoryStore {
 
     async fn revoke_session(&self, id: &str, now: UnixSeconds) -> Result<(), StoreError> {
         let mut st = self.lock()?;
+        st.sessions.entry(id.to_owned()).or_insert_with(|| Session::tombstone(id, now));
         for s in st.sessions.values_mut().filter(|s| s.id == id || s.parent_id.as_deref() == Some(id)) {
             revoke(s, now);
         }

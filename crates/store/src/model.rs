@@ -96,6 +96,30 @@ pub struct Session {
 }
 
 impl Session {
+    /// A revoked placeholder for an id that has no session yet: `revoke_session` on an
+    /// unknown id stores one, so a session created later under that id is refused.
+    pub fn tombstone(id: &str, now: UnixSeconds) -> Self {
+        Session {
+            id: id.to_owned(),
+            kind: SessionKind::Token,
+            user_id: String::new(),
+            client_id: None,
+            parent_id: None,
+            created_at: now,
+            authenticated_at: now,
+            amr: Vec::new(),
+            scopes: Vec::new(),
+            lifetime: Lifetime { lifetime_seconds: 0, idle_timeout_seconds: None },
+            last_used_at: now,
+            revoked_at: Some(now),
+            secret_hash: None,
+            refresh: None,
+            version: 0,
+            user_agent: None,
+            ip: None,
+        }
+    }
+
     /// When the session expires, by `min(created + lifetime, last use + idle)`.
     pub fn expires_at(&self) -> UnixSeconds {
         self.lifetime.expires_at(self.created_at, self.last_used_at)

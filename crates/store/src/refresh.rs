@@ -57,7 +57,7 @@ pub async fn refresh<S: Store + ?Sized>(
             Presented::Rotate(s) => (s, false),
             Presented::Retry(s) => (s, true),
             Presented::Keep => {
-                if latchkey_token::expiry::should_record_use(session.last_used_at, now) {
+                if session.lifetime.should_record_use(session.last_used_at, now) {
                     store.touch_session(session_id, now).await?;
                 }
                 return Ok(RefreshOutcome::Kept(session));

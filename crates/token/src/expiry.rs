@@ -29,9 +29,18 @@ impl Lifetime {
 /// every request; writing on every read would turn it into a write path.
 pub const LAST_USE_RESOLUTION_SECONDS: u64 = 60;
 
-/// Whether a use at `now` should be recorded, given the stored `last_used_at`.
-pub fn should_record_use(last_used_at: UnixSeconds, now: UnixSeconds) -> bool {
-    now >= last_used_at.saturating_add(LAST_USE_RESOLUTION_SECONDS)
+impl Lifetime {
+    /// Whether a use at `now` should be recorded, given the stored `last_used_at`: at
+    /// most once a minute, and at least twice per idle timeout, so that a session in
+    /// use never idles out because its stamp was throttled (a 3 s idle timeout records
+    /// every 1.5 s).
+    pub fn should_record_use(&self, last_used_at: UnixSeconds, now: UnixSeconds) -> bool {
+        let resolution = match self.idle_timeout_seconds {
+            Some(idle) => (idle / 2).clamp(1, LAST_USE_RESOLUTION_SECONDS),
+            None => LAST_USE_RESOLUTION_SECONDS,
+        };
+        now >= last_used_at.saturating_add(resolution)
+    }
 }
 
 #[cfg(test)]
@@ -48,8 +57,14 @@ mod tests {
     }
 
     #[test]
-    fn use_is_throttled() {
-        assert!(!should_record_use(1000, 1059));
-        assert!(should_record_use(1000, 1060));
+    fn use_is_throttled_below_the_idle_timeout() {
+        let long = Lifetime { lifetime_seconds: 1 << 30, idle_timeout_seconds: Some(2_592_000) };
+        assert!(!long.should_record_use(1000, 1059));
+        assert!(long.should_record_use(1000, 1060));
+        let short = Lifetime { lifetime_seconds: 100, idle_timeout_seconds: Some(3) };
+        assert!(!short.should_record_use(1000, 1000));
+        assert!(short.should_record_use(1000, 1001));
+        let none = Lifetime { lifetime_seconds: 100, idle_timeout_seconds: None };
+        assert!(!none.should_record_use(1000, 1059));
     }
 }
