@@ -17,7 +17,7 @@ use crate::config::{Client, GrantType};
 use crate::discovery::SUPPORTED_SCOPES;
 use crate::error::PageError;
 use crate::html;
-use crate::request::{Params, is_form};
+use crate::request::Params;
 use crate::response::{Response, add_cookie, html, redirect};
 use crate::session::CookieSession;
 
@@ -76,16 +76,7 @@ fn redirect_error(code: &'static str, description: &'static str) -> RedirectErro
 
 impl<S: Store> App<S> {
     pub(crate) async fn authorize(&self, req: &Request<Bytes>) -> Result<Response, PageError> {
-        let params = if req.method() == Method::POST {
-            if !is_form(req.headers()) {
-                return Err(PageError::BadRequest(
-                    "The form must be sent as application/x-www-form-urlencoded.".into(),
-                ));
-            }
-            Params::parse(req.body())?
-        } else {
-            Params::parse(req.uri().query().unwrap_or_default().as_bytes())?
-        };
+        let params = crate::error::page_params(req)?;
         let client_id =
             params.get("client_id").ok_or_else(|| PageError::BadRequest("The request has no client_id.".into()))?;
         let client = self

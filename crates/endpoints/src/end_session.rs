@@ -16,7 +16,6 @@ use crate::App;
 use crate::config::Client;
 use crate::error::PageError;
 use crate::html;
-use crate::request::{Params, is_form};
 use crate::response::{Response, add_cookie, html, redirect};
 use crate::session::CookieSession;
 
@@ -24,16 +23,7 @@ const CARRIED: &[&str] = &["id_token_hint", "post_logout_redirect_uri", "state",
 
 impl<S: Store> App<S> {
     pub(crate) async fn end_session(&self, req: &Request<Bytes>) -> Result<Response, PageError> {
-        let params = if req.method() == Method::POST {
-            if !is_form(req.headers()) {
-                return Err(PageError::BadRequest(
-                    "The form must be sent as application/x-www-form-urlencoded.".into(),
-                ));
-            }
-            Params::parse(req.body())?
-        } else {
-            Params::parse(req.uri().query().unwrap_or_default().as_bytes())?
-        };
+        let params = crate::error::page_params(req)?;
         let now = self.now();
         let hint = match params.get("id_token_hint") {
             Some(h) => {
