@@ -242,7 +242,16 @@ export function backendClient(overrides = {}) {
 }
 
 /** The whole latchkey.yaml as an object. */
-export function baseConfig(origin, { http: httpOver = {}, session = {}, jwt = {}, resolver = {}, ui = {}, clients } = {}) {
+/**
+ * Rate limits high enough that the suite's own bursts from 127.0.0.1 are never throttled;
+ * the rate-limit tests pass their own.
+ */
+export const GENEROUS_RATE_LIMITS = Object.fromEntries(
+  ['token_per_ip', 'token_per_user', 'client_credentials_per_client', 'login_failures_per_ip', 'login_failures_per_user_ip']
+    .map((k) => [k, { limit: 1000000, window_seconds: 60 }]),
+);
+
+export function baseConfig(origin, { http: httpOver = {}, session = {}, jwt = {}, resolver = {}, ui = {}, clients, rate_limits, lockout } = {}) {
   return {
     http: {
       public_origin: origin,
@@ -260,6 +269,8 @@ export function baseConfig(origin, { http: httpOver = {}, session = {}, jwt = {}
     resolver: { strict: false, ...resolver },
     ui: { product_name: 'Latchkey', ...ui },
     oauth: { clients: clients ?? [demoClient(), backendClient()] },
+    rate_limits: rate_limits ?? GENEROUS_RATE_LIMITS,
+    ...(lockout ? { lockout } : {}),
   };
 }
 

@@ -256,11 +256,17 @@ impl<S: Store> App<S> {
         }
         let username = params.get("username").unwrap_or_default();
         let pw = params.get("password").unwrap_or_default();
+        if let Some(retry) = self.login_blocked(req, username).await? {
+            tracing::warn!(client_id = %auth.client.id, "sign-in refused: too many failures");
+            return Err(PageError::RateLimited(retry));
+        }
         let user = self.check_password(username, pw).await?;
         let Some(user) = user else {
+            self.record_login_failure(req, username).await?;
             tracing::info!(client_id = %auth.client.id, "login failed");
             return Ok(self.login_form(req, auth, username, Some(BAD_CREDENTIALS), StatusCode::OK));
         };
+        self.clear_login_failures(username).await?;
         let (session, cookie_value) = self.create_browser_session(&user, req).await?;
         tracing::info!(client_id = %auth.client.id, user_id = %user.id, "login succeeded");
         let max_age = self.config.session.lifetime_seconds;

@@ -67,6 +67,131 @@ pub struct HttpConfig {
     /// `Domain` of the session cookie; unset means host-only.
     #[serde(default)]
     pub cookie_domain: Option<String>,
+    /// Whether a reverse proxy sits in front: then the client address used for rate
+    /// limits is the last `X-Forwarded-For` entry (the one that proxy appended),
+    /// otherwise the peer address. Default false: a client could forge the header.
+    #[serde(default)]
+    pub trust_proxy: bool,
+}
+
+/// One rate-limit bucket: at most `limit` hits per fixed window. `limit: 0` disables it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// Hits allowed per window.
+    pub limit: u32,
+    /// Window length.
+    pub window_seconds: u64,
+}
+
+const fn per_minute(limit: u32) -> Limit {
+    Limit { limit, window_seconds: 60 }
+}
+
+/// `rate_limits`: Authgear's defaults (`oauth.token.general.per_ip` burst 120/min,
+/// `per_user` 60/min; password 60/min per IP and 10/min per user and IP, debited on
+/// failure only). `client_credentials_per_client` is 60/min (Authgear: 5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Every `/oauth2/token` request, per client address.
+    #[serde(default = "default_token_per_ip")]
+    pub token_per_ip: Limit,
+    /// Code and refresh grants, per user.
+    #[serde(default = "default_token_per_user")]
+    pub token_per_user: Limit,
+    /// Client-credentials grants, per client.
+    #[serde(default = "default_cc_per_client")]
+    pub client_credentials_per_client: Limit,
+    /// Failed sign-ins, per client address.
+    #[serde(default = "default_login_per_ip")]
+    pub login_failures_per_ip: Limit,
+    /// Failed sign-ins, per username and client address.
+    #[serde(default = "default_login_per_user_ip")]
+    pub login_failures_per_user_ip: Limit,
+}
+
+fn default_token_per_ip() -> Limit {
+    per_minute(120)
+}
+fn default_token_per_user() -> Limit {
+    per_minute(60)
+}
+fn default_cc_per_client() -> Limit {
+    per_minute(60)
+}
+fn default_login_per_ip() -> Limit {
+    per_minute(60)
+}
+fn default_login_per_user_ip() -> Limit {
+    per_minute(10)
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            token_per_ip: default_token_per_ip(),
+            token_per_user: default_token_per_user(),
+            client_credentials_per_client: default_cc_per_client(),
+            login_failures_per_ip: default_login_per_ip(),
+            login_failures_per_user_ip: default_login_per_user_ip(),
+        }
+    }
+}
+
+/// `lockout`: account lockout with exponential backoff, per username (known or not,
+/// so a lockout reveals nothing about which accounts exist).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutConfig {
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Failures before the first lockout (default 10).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Failures are forgotten this long after the last one (default 900 s; at least
+    /// `maximum_duration_seconds` is kept while locked).
+    #[serde(default = "default_history")]
+    pub history_duration_seconds: u64,
+    /// First lockout (default 60 s); each further failure multiplies it by `backoff_factor`.
+    #[serde(default = "default_min_lock")]
+    pub minimum_duration_seconds: u64,
+    /// Longest lockout (default 3600 s).
+    #[serde(default = "default_max_lock")]
+    pub maximum_duration_seconds: u64,
+    /// Default 2.
+    #[serde(default = "default_backoff")]
+    pub backoff_factor: u32,
+}
+
+const fn default_max_attempts() -> u32 {
+    10
+}
+const fn default_history() -> u64 {
+    900
+}
+const fn default_min_lock() -> u64 {
+    60
+}
+const fn default_max_lock() -> u64 {
+    3600
+}
+const fn default_backoff() -> u32 {
+    2
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig {
+            enabled: true,
+            max_attempts: default_max_attempts(),
+            history_duration_seconds: default_history(),
+            minimum_duration_seconds: default_min_lock(),
+            maximum_duration_seconds: default_max_lock(),
+            backoff_factor: default_backoff(),
+        }
+    }
 }
 
 /// `session`: browser (cookie) sessions.
@@ -226,6 +351,10 @@ struct RawConfig {
     #[serde(default)]
     ui: UiConfig,
     #[serde(default)]
+    rate_limits: RateLimits,
+    #[serde(default)]
+    lockout: LockoutConfig,
+    #[serde(default)]
     oauth: RawOauth,
 }
 
@@ -285,6 +414,10 @@ pub struct Config {
     pub resolver: ResolverConfig,
     /// `ui.*`
     pub ui: UiConfig,
+    /// `rate_limits.*`
+    pub rate_limits: RateLimits,
+    /// `lockout.*`
+    pub lockout: LockoutConfig,
     /// Clients by id, in file order.
     pub clients: Vec<Client>,
     /// Every origin CORS allows.
@@ -507,6 +640,34 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
             return Err(err(path, "must be at least 1"));
         }
     }
+    let limits = &raw.rate_limits;
+    for (name, l) in [
+        ("token_per_ip", limits.token_per_ip),
+        ("token_per_user", limits.token_per_user),
+        ("client_credentials_per_client", limits.client_credentials_per_client),
+        ("login_failures_per_ip", limits.login_failures_per_ip),
+        ("login_failures_per_user_ip", limits.login_failures_per_user_ip),
+    ] {
+        if l.limit > 0 && l.window_seconds == 0 {
+            return Err(err(format!("rate_limits.{name}.window_seconds"), "must be at least 1"));
+        }
+    }
+    let lockout = &raw.lockout;
+    if lockout.enabled {
+        if lockout.max_attempts == 0 {
+            return Err(err("lockout.max_attempts", "must be at least 1"));
+        }
+        if lockout.minimum_duration_seconds == 0 || lockout.minimum_duration_seconds > lockout.maximum_duration_seconds
+        {
+            return Err(err(
+                "lockout.minimum_duration_seconds",
+                "must be at least 1 and at most maximum_duration_seconds",
+            ));
+        }
+        if lockout.backoff_factor == 0 {
+            return Err(err("lockout.backoff_factor", "must be at least 1"));
+        }
+    }
     if let Some(logo) = &raw.ui.logo_url {
         let ok = Url::parse(logo).map(|u| u.scheme() == "https" || origin_of(&u) == issuer).unwrap_or(false);
         if !ok {
@@ -628,6 +789,8 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
         jwt: raw.jwt,
         resolver: raw.resolver,
         ui: raw.ui,
+        rate_limits: raw.rate_limits,
+        lockout: raw.lockout,
         clients,
         cors_origins,
     })

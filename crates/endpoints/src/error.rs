@@ -61,6 +61,9 @@ pub enum ApiError {
     /// The store did not answer (503, `temporarily_unavailable`).
     #[error("temporarily_unavailable: {0}")]
     Unavailable(String),
+    /// A rate limit was hit (429, Authgear's `x_rate_limited`), with `Retry-After` seconds.
+    #[error("x_rate_limited")]
+    RateLimited(u64),
 }
 
 impl From<StoreError> for ApiError {
@@ -98,6 +101,9 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "method not allowed"),
             ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", d.as_str()),
+            ApiError::RateLimited(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "x_rate_limited", "rate limit exceeded, please try again later.")
+            }
         };
         let mut resp = no_store(json(status, &body(code, description)));
         match self {
@@ -115,6 +121,7 @@ impl ApiError {
             ApiError::MissingToken => set_header(&mut resp, "www-authenticate", "Bearer realm=\"latchkey\""),
             ApiError::MethodNotAllowed(allow) => set_header(&mut resp, "allow", allow),
             ApiError::Unavailable(_) => set_header(&mut resp, "retry-after", RETRY_AFTER_SECONDS),
+            ApiError::RateLimited(retry) => set_header(&mut resp, "retry-after", &retry.to_string()),
             _ => {}
         }
         resp
@@ -137,6 +144,9 @@ pub enum PageError {
     /// 503.
     #[error("unavailable")]
     Unavailable,
+    /// 429, with `Retry-After` seconds.
+    #[error("too many attempts")]
+    RateLimited(u64),
 }
 
 impl From<StoreError> for PageError {
@@ -168,11 +178,17 @@ impl PageError {
                 "Temporarily unavailable",
                 "The service is temporarily unavailable. Please try again in a moment.",
             ),
+            PageError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                "Too many sign-in attempts. Wait a little and try again.",
+            ),
         };
         let mut resp = html(status, html::message_page(ui, title, message));
         match self {
             PageError::MethodNotAllowed(allow) => set_header(&mut resp, "allow", allow),
             PageError::Unavailable => set_header(&mut resp, "retry-after", RETRY_AFTER_SECONDS),
+            PageError::RateLimited(retry) => set_header(&mut resp, "retry-after", &retry.to_string()),
             _ => {}
         }
         resp

@@ -17,6 +17,7 @@ mod discovery;
 mod end_session;
 pub mod error;
 pub mod html;
+mod limits;
 pub mod request;
 mod resolve;
 pub mod response;

@@ -42,6 +42,7 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, ApiError> {
 
 impl<S: Store> App<S> {
     pub(crate) async fn token(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
+        self.limit_token_ip(req).await?;
         if !is_form(req.headers()) {
             return Err(ApiError::InvalidRequest("the body must be application/x-www-form-urlencoded".into()));
         }
@@ -64,7 +65,10 @@ impl<S: Store> App<S> {
         match grant {
             GrantType::AuthorizationCode => self.code_grant(req, client, &params).await,
             GrantType::RefreshToken => self.refresh_grant(client, &params).await,
-            GrantType::ClientCredentials => self.client_credentials_grant(client, &params),
+            GrantType::ClientCredentials => {
+                self.limit_client_credentials(&client.id).await?;
+                self.client_credentials_grant(client, &params)
+            }
         }
     }
 
@@ -101,6 +105,7 @@ impl<S: Store> App<S> {
         if !parent.is_some_and(|p| p.is_active(now)) {
             return Err(ApiError::InvalidGrant("the session that authorized this code has ended".into()));
         }
+        self.limit_token_user(&grant.user_id).await?;
         let user = self.active_user(&grant.user_id).await?.ok_or_else(invalid)?;
         let wants_refresh =
             grant.scopes.iter().any(|s| s == "offline_access") && client.allows(GrantType::RefreshToken);
@@ -146,6 +151,7 @@ impl<S: Store> App<S> {
         if session.kind != SessionKind::Token || session.client_id.as_deref() != Some(client.id.as_str()) {
             return Err(invalid());
         }
+        self.limit_token_user(&session.user_id).await?;
         let user = self.active_user(&session.user_id).await?.ok_or_else(invalid)?;
         let scopes = match params.get("scope") {
             None => session.scopes.clone(),

@@ -65,7 +65,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
-use latchkey_store::{AuthCode, Redemption, Session, Store, StoreError, User};
+use latchkey_store::{AuthCode, Counter, MemoryCounters, Redemption, Session, Store, StoreError, User};
 use latchkey_token::UnixSeconds;
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
@@ -94,6 +94,9 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     /// Where the next reader search starts, so load spreads over the pool.
     next_reader: AtomicUsize,
+    /// Abuse counters live in process memory, not in the file: they need no
+    /// durability, and a write per rate-limited request would cost an fsync.
+    counters: MemoryCounters,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -132,6 +135,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                counters: MemoryCounters::default(),
             }),
         })
     }
@@ -480,6 +484,18 @@ impl Store for SqliteStore {
                 .execute([hash, session_id])?;
             Ok(Redemption::Redeemed(code))
         })
+    }
+
+    async fn bump_counter(&self, key: &str, now: UnixSeconds, ttl: u64) -> Result<Counter, StoreError> {
+        self.inner.counters.bump(key, now, ttl)
+    }
+
+    async fn counter(&self, key: &str, now: UnixSeconds) -> Result<Option<Counter>, StoreError> {
+        self.inner.counters.get(key, now)
+    }
+
+    async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.counters.reset(key)
     }
 }
 

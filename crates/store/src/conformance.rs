@@ -29,6 +29,7 @@ where
         disabling_revokes(&store).await;
         codes(&store).await;
         rotation(&store).await;
+        counters(&store).await;
     });
     concurrent_refresh(&factory, 50);
     concurrent_code_redemption(&factory, 20);
@@ -287,4 +288,16 @@ where
     assert_eq!(winners, 1, "exactly one redemption wins");
     let replays = results.iter().filter(|r| matches!(r, Redemption::Replayed { .. })).count();
     assert_eq!(replays, n - 1, "every other redemption is a replay");
+}
+
+async fn counters<S: Store>(s: &S) {
+    assert_eq!(s.counter("c", NOW).await.unwrap(), None);
+    assert_eq!(s.bump_counter("c", NOW, 10).await.unwrap().count, 1);
+    let c = s.bump_counter("c", NOW + 5, 10).await.unwrap();
+    assert_eq!((c.count, c.first_at, c.last_at), (2, NOW, NOW + 5), "counts within the ttl");
+    assert_eq!(s.counter("c", NOW + 14).await.unwrap().map(|c| c.count), Some(2), "ttl runs from the last hit");
+    assert_eq!(s.counter("c", NOW + 15).await.unwrap(), None, "expired");
+    assert_eq!(s.bump_counter("c", NOW + 15, 10).await.unwrap().count, 1, "restarts after expiry");
+    s.reset_counter("c").await.unwrap();
+    assert_eq!(s.counter("c", NOW + 15).await.unwrap(), None, "reset");
 }

@@ -10,12 +10,14 @@
 //! executor. Implementations must never read the clock: `now` is a parameter.
 //! Secrets are stored as SHA-256 hashes only; the store never sees a token.
 
+mod counters;
 mod memory;
 mod model;
 mod refresh;
 
 pub mod conformance;
 
+pub use counters::{Counter, MemoryCounters};
 pub use memory::MemoryStore;
 pub use model::{AuthCode, Redemption, Session, SessionKind, User};
 pub use refresh::{RefreshOutcome, refresh};
@@ -132,4 +134,24 @@ pub trait Store {
     /// # Errors
     /// [`StoreError::Unavailable`] on backend failure.
     async fn redeem_code(&self, hash: &str, session_id: &str, now: UnixSeconds) -> Result<Redemption, StoreError>;
+
+    /// Counts a hit on the abuse counter `key` (a rate-limit window, a username's login
+    /// failures) and returns the counter after it. A counter expires `ttl` seconds
+    /// after its last hit. Counters need not be durable (see [`MemoryCounters`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn bump_counter(&self, key: &str, now: UnixSeconds, ttl: u64) -> Result<Counter, StoreError>;
+
+    /// The live counter `key`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn counter(&self, key: &str, now: UnixSeconds) -> Result<Option<Counter>, StoreError>;
+
+    /// Forgets the counter `key` (a successful login clears its failures).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn reset_counter(&self, key: &str) -> Result<(), StoreError>;
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use latchkey_token::UnixSeconds;
 
-use crate::{AuthCode, Redemption, Session, Store, StoreError, User};
+use crate::{AuthCode, Counter, MemoryCounters, Redemption, Session, Store, StoreError, User};
 
 #[derive(Default)]
 struct State {
@@ -20,6 +20,7 @@ struct State {
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    counters: MemoryCounters,
 }
 
 impl MemoryStore {
@@ -157,6 +158,18 @@ impl Store for MemoryStore {
         }
         *redeemed_by = Some(session_id.to_owned());
         Ok(Redemption::Redeemed(code.clone()))
+    }
+
+    async fn bump_counter(&self, key: &str, now: UnixSeconds, ttl: u64) -> Result<Counter, StoreError> {
+        self.counters.bump(key, now, ttl)
+    }
+
+    async fn counter(&self, key: &str, now: UnixSeconds) -> Result<Option<Counter>, StoreError> {
+        self.counters.get(key, now)
+    }
+
+    async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
+        self.counters.reset(key)
     }
 }
 
