@@ -5,6 +5,10 @@
 //! so a key can be published before it signs and kept after it stops. Each key accepts
 //! exactly one algorithm, fixed by its type: the `alg` header of a token is checked
 //! against the key, never used to choose how to verify.
+//!
+//! JWK import and export and RFC 7638 thumbprints come from jwt-simple 0.15, which
+//! added them (DESIGN.md predates that and says to build them ourselves); the JWKS
+//! document itself is assembled here, with only public members, `kid`, `alg` and `use`.
 
 use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
