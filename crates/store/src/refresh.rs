@@ -7,10 +7,11 @@ use latchkey_token::refresh::Presented;
 
 use crate::{Session, Store, StoreError};
 
-/// How many times a lost compare-and-swap is retried before answering 503. Each retry
-/// means another rotation of the same session won in between; 64 covers far more
-/// concurrent refreshes of one token than any client sends.
-const MAX_ATTEMPTS: usize = 64;
+/// How many times a lost compare-and-swap is retried before answering 503. Each loss
+/// means another refresh of the same session won in between, so with n concurrent
+/// refreshes of one token a caller loses at most n - 1 times; 256 covers far more than
+/// any client sends, while a true livelock still ends.
+const MAX_ATTEMPTS: usize = 256;
 
 /// What a refresh did.
 #[derive(Debug, Clone, PartialEq, Eq)]
