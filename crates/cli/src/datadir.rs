@@ -126,6 +126,9 @@ http:
   # Domain attribute of the session cookie, for apps on sibling subdomains
   # (e.g. example.com when this runs at identity.example.com). Unset: host-only.
   # cookie_domain: example.com
+  # Behind a reverse proxy, take the client address (for rate limits) from the last
+  # X-Forwarded-For entry. Leave false when clients connect directly: they could forge it.
+  trust_proxy: false
 
 session:
   # Browser (cookie) sessions: expire at min(created + lifetime, last use + idle timeout).
@@ -141,6 +144,23 @@ resolver:
   # true: /_resolver/resolve answers 401 for missing or invalid credentials, for
   # proxies that should block rather than forward.
   strict: false
+
+# Fixed-window limits; over a limit the answer is 429 with Retry-After. limit: 0 disables.
+rate_limits:
+  token_per_ip: {{ limit: 120, window_seconds: 60 }}
+  token_per_user: {{ limit: 60, window_seconds: 60 }}
+  client_credentials_per_client: {{ limit: 60, window_seconds: 60 }}
+  login_failures_per_ip: {{ limit: 60, window_seconds: 60 }}
+  login_failures_per_user_ip: {{ limit: 10, window_seconds: 60 }}
+
+# Account lockout per username after repeated failed sign-ins, with exponential backoff.
+lockout:
+  enabled: true
+  max_attempts: 10
+  minimum_duration_seconds: 60
+  maximum_duration_seconds: 3600
+  backoff_factor: 2
+  history_duration_seconds: 900
 
 ui:
   product_name: Latchkey
