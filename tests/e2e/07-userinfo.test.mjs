@@ -56,10 +56,18 @@ describe('userinfo', { timeout: 60000 }, () => {
     }
   });
 
-  it('a session cookie is not a credential for userinfo', async () => {
+  it('without an Authorization header the session cookie is the credential (cookie-based apps)', async () => {
     const l = await login(srv.origin, { username: 'erin' });
-    const r = await req(`${srv.origin}/oauth2/userinfo`, { cookie: `session=${l.browser.cookie('session')}` });
-    assert.equal(r.status, 401);
+    const cookie = `session=${l.browser.cookie('session')}`;
+    const r = await req(`${srv.origin}/oauth2/userinfo`, { cookie });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json().sub, srv.userIds.erin);
+    const bad = await req(`${srv.origin}/oauth2/userinfo`, { cookie: `session=${l.browser.cookie('session').slice(0, -1)}x` });
+    assert.equal(bad.status, 401);
+    assert.match(bad.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+    // A bearer token decides when present, even beside a valid cookie.
+    const both = await req(`${srv.origin}/oauth2/userinfo`, { cookie, bearer: 'not-a-token' });
+    assert.equal(both.status, 401);
   });
 
   it('revoked session → 401 invalid_token', async () => {

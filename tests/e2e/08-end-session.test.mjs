@@ -138,8 +138,18 @@ describe('end_session', { timeout: 120000 }, () => {
         `hint + ${uri}`);
       assertHtml400(await req(endSessionUrl(srv.origin, { client_id: 'demo', post_logout_redirect_uri: uri, state: 'x' })),
         `client_id + ${uri}`);
-      assertHtml400(await req(endSessionUrl(srv.origin, { post_logout_redirect_uri: uri })), `bare ${uri}`);
+      if (uri !== 'http://127.0.0.1:4001/') {
+        assertHtml400(await req(endSessionUrl(srv.origin, { post_logout_redirect_uri: uri })), `bare ${uri}`);
+      }
     }
+  });
+
+  it('a bare post_logout_redirect_uri registered by some client is accepted (Authgear SDK cookie mode)', async () => {
+    const r = await req(endSessionUrl(srv.origin, { post_logout_redirect_uri: DEMO_POST_LOGOUT, state: 'b1' }));
+    assert.equal(r.status, 302, r.text.slice(0, 200));
+    const to = new URL(r.location);
+    assert.equal(`${to.origin}${to.pathname}`, DEMO_POST_LOGOUT);
+    assert.equal(to.searchParams.get('state'), 'b1');
   });
 
   it('without a hint but with a cookie: confirmation page with a form; submitting it logs out', async () => {

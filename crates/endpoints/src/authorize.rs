@@ -37,10 +37,13 @@ const CARRIED: &[&str] = &[
     "prompt",
     "max_age",
     "login_hint",
+    "id_token_hint",
+    "x_suppress_idp_session_cookie",
 ];
 
 const MAX_PARAM_LEN: usize = 2048;
 const BAD_CREDENTIALS: &str = "Incorrect username or password.";
+const WRONG_ACCOUNT: &str = "Sign in with the account this application asked for.";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ResponseType {
@@ -61,6 +64,11 @@ struct AuthRequest<'a> {
     prompt_none: bool,
     max_age: Option<u64>,
     login_hint: Option<String>,
+    /// The user an `id_token_hint` names: whoever signs in must be this user.
+    hint_subject: Option<String>,
+    /// `x_suppress_idp_session_cookie=true` (Authgear's SDK without SSO): sign in
+    /// without leaving a session cookie in the browser.
+    suppress_cookie: bool,
     carried: Vec<(String, String)>,
 }
 
@@ -103,7 +111,8 @@ impl<S: Store> App<S> {
             CookieSession::Valid(session, user) => {
                 // max_age=0 means "authenticate now" (OpenID Connect Core §3.1.2.1).
                 let too_old = auth.max_age.is_some_and(|m| m == 0 || now.saturating_sub(session.authenticated_at) > m);
-                (!auth.prompt_login && !too_old).then_some((session, user))
+                let other_user = auth.hint_subject.as_ref().is_some_and(|sub| *sub != user.id);
+                (!auth.prompt_login && !too_old && !other_user).then_some((session, user))
             }
             _ => None,
         };
@@ -118,7 +127,12 @@ impl<S: Store> App<S> {
                 &redirect_error("login_required", "the user must sign in"),
             )),
             None => {
-                Ok(self.login_form(req, &auth, auth.login_hint.as_deref().unwrap_or_default(), None, StatusCode::OK))
+                let hinted = match (&auth.login_hint, &auth.hint_subject) {
+                    (Some(h), _) => h.clone(),
+                    (None, Some(sub)) => self.store.user_by_id(sub).await?.map(|u| u.username).unwrap_or_default(),
+                    (None, None) => String::new(),
+                };
+                Ok(self.login_form(req, &auth, &hinted, None, StatusCode::OK))
             }
         }
     }
@@ -186,6 +200,27 @@ impl<S: Store> App<S> {
             ),
             None => None,
         };
+        let hint_subject = match params.get("id_token_hint") {
+            Some(hint) => {
+                // A hint may be an expired ID token (re-authentication long after sign-in).
+                let expect = latchkey_token::jwt::Expectations {
+                    issuer: &self.config.issuer,
+                    audience: Some(&client.id),
+                    now: self.now(),
+                    tolerance_seconds: self.config.session.lifetime_seconds,
+                };
+                match self.keys.verify_id_token(hint, &expect) {
+                    Ok(v) => Some(v.subject),
+                    Err(_) => {
+                        return Err(redirect_error(
+                            "invalid_request",
+                            "id_token_hint is not a valid ID token for this client",
+                        ));
+                    }
+                }
+            }
+            None => None,
+        };
         let carried = CARRIED.iter().filter_map(|n| params.get(n).map(|v| ((*n).to_owned(), v.to_owned()))).collect();
         Ok(AuthRequest {
             client,
@@ -199,6 +234,8 @@ impl<S: Store> App<S> {
             prompt_none,
             max_age,
             login_hint: params.get("login_hint").map(str::to_owned),
+            hint_subject,
+            suppress_cookie: params.get("x_suppress_idp_session_cookie") == Some("true"),
             carried,
         })
     }
@@ -267,10 +304,15 @@ impl<S: Store> App<S> {
             return Ok(self.login_form(req, auth, username, Some(BAD_CREDENTIALS), StatusCode::OK));
         };
         self.clear_login_failures(username).await?;
+        if auth.hint_subject.as_ref().is_some_and(|sub| *sub != user.id) {
+            // Re-authentication must be by the user the client asked for.
+            return Ok(self.login_form(req, auth, username, Some(WRONG_ACCOUNT), StatusCode::OK));
+        }
         let (session, cookie_value) = self.create_browser_session(&user, req).await?;
         tracing::info!(client_id = %auth.client.id, user_id = %user.id, "login succeeded");
         let max_age = self.config.session.lifetime_seconds;
-        self.complete(auth, &session, &user, Some(self.session_cookie(&cookie_value, max_age))).await
+        let set_cookie = (!auth.suppress_cookie).then(|| self.session_cookie(&cookie_value, max_age));
+        self.complete(auth, &session, &user, set_cookie).await
     }
 
     /// The user with this password, if it is right and the user may sign in. Unknown

@@ -50,12 +50,16 @@ impl<S: Store> App<S> {
                 Some(c)
             }
             (None, Some(h)) => h.audiences.iter().find_map(|a| self.config.client(a)),
-            (None, None) => None,
+            // No client named: accept a URI registered by any client (Authgear's SDK
+            // in cookie mode sends only the URI). Still never an unregistered target.
+            (None, None) => params.get("post_logout_redirect_uri").and_then(|uri| {
+                self.config.clients.iter().find(|c| c.post_logout_redirect_uris.iter().any(|u| u == uri))
+            }),
         };
         let target = match params.get("post_logout_redirect_uri") {
             Some(uri) => {
                 let c = client.ok_or_else(|| {
-                    PageError::BadRequest("A post_logout_redirect_uri needs client_id or id_token_hint.".into())
+                    PageError::BadRequest("The post_logout_redirect_uri is not registered for any application.".into())
                 })?;
                 if !c.post_logout_redirect_uris.iter().any(|u| u == uri) {
                     return Err(PageError::BadRequest(

@@ -1,5 +1,5 @@
-//! `/oauth2/userinfo` (OpenID Connect Core §5.3): bearer access token only, honouring
-//! revocation like the resolver.
+//! `/oauth2/userinfo` (OpenID Connect Core §5.3): a bearer access token, or the session
+//! cookie when there is no `Authorization` header; revocation is honoured like the resolver.
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -10,7 +10,7 @@ use crate::App;
 use crate::error::ApiError;
 use crate::request::{Authorization, Params, authorization, is_form};
 use crate::response::{Response, json, no_store};
-use crate::session::BearerSession;
+use crate::session::{BearerSession, CookieSession};
 
 impl<S: Store> App<S> {
     pub(crate) async fn userinfo(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
@@ -23,17 +23,30 @@ impl<S: Store> App<S> {
             }
             Params::parse(req.body())?;
         }
-        let token = match authorization(req.headers()) {
-            Authorization::Bearer(t) => t,
-            Authorization::None => return Err(ApiError::MissingToken),
+        let (user, profile) = match authorization(req.headers()) {
+            Authorization::Bearer(token) => {
+                let BearerSession::Valid(verified, session, user) = self.bearer_session(token).await? else {
+                    return Err(ApiError::InvalidToken("the access token is invalid, expired or revoked".into()));
+                };
+                self.record_use(&session, self.now()).await?;
+                (user, verified.claims.scope.split(' ').any(|s| s == "profile"))
+            }
+            // Cookie-based apps (Authgear's SDK in cookie mode) ask with the session cookie;
+            // CORS lets only allowed origins read the answer.
+            Authorization::None => match self.cookie_session(req.headers()).await? {
+                CookieSession::Valid(session, user) => {
+                    self.record_use(&session, self.now()).await?;
+                    (user, false)
+                }
+                CookieSession::Invalid => {
+                    return Err(ApiError::InvalidToken("the session is invalid or expired".into()));
+                }
+                CookieSession::Absent => return Err(ApiError::MissingToken),
+            },
             _ => {
                 return Err(ApiError::InvalidToken("the Authorization header must be a Bearer token".into()));
             }
         };
-        let BearerSession::Valid(verified, session, user) = self.bearer_session(token).await? else {
-            return Err(ApiError::InvalidToken("the access token is invalid, expired or revoked".into()));
-        };
-        self.record_use(&session, self.now()).await?;
         let mut body = json!({
             "sub": user.id,
             "https://authgear.com/claims/user/is_anonymous": false,
@@ -41,7 +54,7 @@ impl<S: Store> App<S> {
             "https://authgear.com/claims/user/can_reauthenticate": true,
             "https://authgear.com/claims/user/roles": user.roles,
         });
-        if verified.claims.scope.split(' ').any(|s| s == "profile") {
+        if profile {
             body["preferred_username"] = json!(user.username);
         }
         Ok(no_store(json(StatusCode::OK, &body)))
