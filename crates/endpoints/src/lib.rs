@@ -163,10 +163,22 @@ impl<S: Store> App<S> {
                     Err(e) => ApiError::from(e).response(),
                 },
             },
+            "/openapi.yaml" => match api_method("GET, HEAD", is_get(&method)) {
+                Some(r) => r,
+                None => {
+                    let mut resp = response::empty(StatusCode::OK);
+                    *resp.body_mut() = Bytes::from_static(OPENAPI.as_bytes());
+                    response::set_header(&mut resp, "content-type", "application/yaml");
+                    resp
+                }
+            },
             _ => ApiError::NotFound.response(),
         }
     }
 }
+
+/// The OpenAPI 3.1 description of every endpoint, served at `/openapi.yaml`.
+pub const OPENAPI: &str = include_str!("../openapi.yaml");
 
 fn is_get(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
@@ -182,4 +194,29 @@ fn known_api_path(path: &str) -> bool {
             | "/oauth2/revoke"
             | "/oauth2/userinfo"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(super::OPENAPI).unwrap();
+        assert_eq!(doc["openapi"].as_str(), Some("3.1.0"));
+        let paths = doc["paths"].as_mapping().unwrap();
+        for p in [
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+            "/oauth2/jwks",
+            "/oauth2/authorize",
+            "/oauth2/token",
+            "/oauth2/revoke",
+            "/oauth2/userinfo",
+            "/oauth2/end_session",
+            "/_resolver/resolve",
+            "/healthz",
+            "/openapi.yaml",
+        ] {
+            assert!(paths.contains_key(p), "{p} is missing from openapi.yaml");
+        }
+    }
 }
