@@ -32,7 +32,7 @@ fn parse_yaml<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, ConfigError
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        err(if path == "." { "(document)".to_owned() } else { path }, inner)
+        err(if path == "." || path.is_empty() { "(document)".to_owned() } else { path }, inner)
     })
 }
 
@@ -794,4 +794,19 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
         clients,
         cors_origins,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `config` fuzz target (fuzz/regressions/config/empty-key-error-path.yaml):
+    /// an error at the document root must still name where it is.
+    #[test]
+    fn errors_at_the_root_name_the_document() {
+        for text in ["&r", "", "- 1", "x"] {
+            let e = parse_yaml::<RawConfig>(text).unwrap_err();
+            assert!(!e.path.is_empty(), "{text:?} gave an empty path: {e}");
+        }
+    }
 }
