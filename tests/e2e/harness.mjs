@@ -871,3 +871,72 @@ export function authgearHeaders(res) {
   for (const [k, v] of res.headers) if (k.toLowerCase().startsWith('x-authgear-')) ag[k.toLowerCase()] = v;
   return ag;
 }
+
+// ---------------------------------------------------------------------------
+// Helpers of the attack, race, crash and store-failure files (20-23).
+
+export const PYTHON_BIN = process.env.PYTHON_BIN || 'python3';
+
+/**
+ * The server's signing key, read from DATA_DIR/latchkey.secrets.yaml (the first key of
+ * `oauth.keys` signs). Returns {jwk, kid, alg, privateKey, publicKey} (node:crypto KeyObjects),
+ * so a test can sign tokens the server would accept, with one claim wrong.
+ */
+export async function signingKey(dataDir) {
+  const text = await readFile(path.join(dataDir, 'latchkey.secrets.yaml'), 'utf8');
+  const m = text.match(/^\s*-\s*(\{.*"kty".*\})\s*$/m);
+  if (!m) throw new Error(`harness: no one-line private JWK in ${dataDir}/latchkey.secrets.yaml`);
+  const jwk = JSON.parse(m[1]);
+  const privateKey = crypto.createPrivateKey({ key: jwk, format: 'jwk' });
+  const alg = jwk.alg ?? { RSA: 'RS256', EC: 'ES256', OKP: 'EdDSA' }[jwk.kty];
+  return { jwk, kid: jwk.kid, alg, privateKey, publicKey: crypto.createPublicKey(privateKey) };
+}
+
+/** Runs a python3 script to completion: resolves {code, signal, stdout, stderr}. */
+export function runPython(script, args = [], { timeoutMs = 30000, stdin = '' } = {}) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(PYTHON_BIN, ['-c', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    live.add(p);
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => { stdout += d; });
+    p.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`python timed out after ${timeoutMs} ms: ${stderr}`)); }, timeoutMs);
+    p.on('error', (e) => { clearTimeout(timer); live.delete(p); reject(new Error(`${PYTHON_BIN}: ${e.message} (python3 is needed)`)); });
+    p.on('close', (code, signal) => { clearTimeout(timer); live.delete(p); resolve({ code, signal, stdout, stderr }); });
+    p.stdin.on('error', () => {});
+    p.stdin.end(stdin);
+  });
+}
+
+/**
+ * `PRAGMA integrity_check` of a SQLite file through python3's sqlite3 module (run it
+ * with the server stopped). Resolves the result rows: ['ok'] for a sound file.
+ */
+export async function sqliteIntegrityCheck(dbPath) {
+  const r = await runPython(
+    'import json, sqlite3, sys\n'
+    + 'c = sqlite3.connect(sys.argv[1], timeout=10)\n'
+    + 'print(json.dumps([row[0] for row in c.execute("PRAGMA integrity_check")]))\n'
+    + 'c.close()\n',
+    [dbPath],
+  );
+  if (r.code !== 0) throw new Error(`integrity_check of ${dbPath} failed to run: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+/**
+ * One read-only query against a SQLite file (safe beside a running server: WAL readers
+ * do not block it). Resolves the rows as arrays.
+ */
+export async function sqliteQuery(dbPath, sql, params = []) {
+  const r = await runPython(
+    'import json, sqlite3, sys\n'
+    + 'c = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True, timeout=10)\n'
+    + 'print(json.dumps([list(row) for row in c.execute(sys.argv[2], json.loads(sys.argv[3]))]))\n'
+    + 'c.close()\n',
+    [dbPath, sql, JSON.stringify(params)],
+  );
+  if (r.code !== 0) throw new Error(`query on ${dbPath} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}

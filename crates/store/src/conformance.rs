@@ -5,10 +5,11 @@
 
 use std::sync::Barrier;
 
+use latchkey_token::UnixSeconds;
 use latchkey_token::expiry::Lifetime;
 use latchkey_token::refresh::RefreshState;
 
-use crate::{AuthCode, Redemption, RefreshOutcome, Session, SessionKind, Store, StoreError, User, refresh};
+use crate::{AuthCode, Counter, Redemption, RefreshOutcome, Session, SessionKind, Store, StoreError, User, refresh};
 
 const NOW: u64 = 1_700_000_000;
 
@@ -32,7 +33,11 @@ where
         counters(&store).await;
     });
     concurrent_refresh(&factory, 50);
+    concurrent_refresh(&factory, 200);
     concurrent_code_redemption(&factory, 20);
+    concurrent_code_redemption(&factory, 100);
+    revoke_racing_chained_refresh(&factory, 8, 5);
+    revoke_racing_same_token_refresh(&factory, 16, 5);
 }
 
 fn user(id: &str, name: &str) -> User {
@@ -227,40 +232,57 @@ where
     S: Store + Send + 'static,
     F: Fn() -> S + Sync,
 {
+    // Ids depend on n, so the test can run at several sizes against one store.
+    let sid = format!("t-race-{n}");
+    let presented = format!("race-{n}-0");
     let setup = factory();
-    pollster::block_on(setup.create_session(&token_session("t-race", "u4", None, "race-0"))).unwrap();
+    pollster::block_on(setup.create_session(&token_session(&sid, "u4", None, &presented))).unwrap();
     let barrier = Barrier::new(n);
     let outcomes: Vec<(String, Result<RefreshOutcome, StoreError>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .map(|i| {
                 let store = factory();
                 let barrier = &barrier;
+                let (sid, presented) = (&sid, &presented);
                 scope.spawn(move || {
-                    let successor = format!("race-succ-{i}");
+                    let successor = format!("race-{n}-succ-{i}");
                     barrier.wait();
-                    let out = pollster::block_on(refresh(&store, "t-race", "race-0", &successor, true, NOW + 20));
+                    let out = pollster::block_on(refresh(&store, sid, presented, &successor, true, NOW + 20));
                     (successor, out)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("refresh thread panicked")).collect()
     });
+    // Failures first, counted: a refresh that gives up (too many lost swaps, a busy
+    // backend) is reported with how many of the n calls did.
+    let failed: Vec<_> = outcomes.iter().filter(|(_, out)| out.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{n}-way concurrent refresh: {} of {n} calls failed; first: {:?}",
+        failed.len(),
+        failed.first().map(|(s, out)| (s, out))
+    );
     let mut rotated = 0;
     for (succ, out) in &outcomes {
         match out {
             Ok(RefreshOutcome::Rotated(_)) => rotated += 1,
             Ok(RefreshOutcome::Retried(_)) => {}
-            other => panic!("concurrent refresh {succ}: unexpected outcome {other:?}"),
+            other => panic!("{n}-way concurrent refresh {succ}: unexpected outcome {other:?}"),
         }
     }
-    assert_eq!(rotated, 1, "exactly one refresh rotates; the rest are retries");
-    let session = pollster::block_on(setup.session("t-race")).unwrap().unwrap();
-    assert!(session.revoked_at.is_none(), "the session survives concurrent refreshes");
+    assert_eq!(rotated, 1, "{n}-way: exactly one refresh rotates; the rest are retries");
+    let session = pollster::block_on(setup.session(&sid)).unwrap().unwrap();
+    assert!(session.revoked_at.is_none(), "{n}-way: the session survives concurrent refreshes");
     let state = session.refresh.unwrap();
     let live: Vec<_> = outcomes.iter().filter(|(succ, _)| *succ == state.current).collect();
-    assert_eq!(live.len(), 1, "exactly one live successor");
-    assert_eq!(state.previous.as_deref(), Some("race-0"), "the presented token stays the previous one");
-    assert_eq!(session.version, n as u64, "every refresh applied exactly one swap");
+    assert_eq!(live.len(), 1, "{n}-way: exactly one live successor");
+    assert_eq!(
+        state.previous.as_deref(),
+        Some(presented.as_str()),
+        "{n}-way: the presented token stays the previous one"
+    );
+    assert_eq!(session.version, n as u64, "{n}-way: every refresh applied exactly one swap");
 }
 
 fn concurrent_code_redemption<S, F>(factory: &F, n: usize)
@@ -268,26 +290,312 @@ where
     S: Store + Send + 'static,
     F: Fn() -> S + Sync,
 {
+    let hash = format!("code-race-{n}");
     let setup = factory();
-    pollster::block_on(setup.put_code(&code("code-race", NOW + 300))).unwrap();
+    pollster::block_on(setup.put_code(&code(&hash, NOW + 300))).unwrap();
     let barrier = Barrier::new(n);
     let results: Vec<Redemption> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .map(|i| {
                 let store = factory();
                 let barrier = &barrier;
+                let hash = &hash;
                 scope.spawn(move || {
                     barrier.wait();
-                    pollster::block_on(store.redeem_code("code-race", &format!("sess-{i}"), NOW)).expect("redeem")
+                    pollster::block_on(store.redeem_code(hash, &format!("sess-{n}-{i}"), NOW)).expect("redeem")
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("redeem thread panicked")).collect()
     });
-    let winners = results.iter().filter(|r| matches!(r, Redemption::Redeemed(_))).count();
-    assert_eq!(winners, 1, "exactly one redemption wins");
-    let replays = results.iter().filter(|r| matches!(r, Redemption::Replayed { .. })).count();
-    assert_eq!(replays, n - 1, "every other redemption is a replay");
+    let winners: Vec<usize> = (0..n).filter(|i| matches!(results[*i], Redemption::Redeemed(_))).collect();
+    assert_eq!(winners.len(), 1, "{n}-way: exactly one redemption wins");
+    let winner = format!("sess-{n}-{}", winners[0]);
+    for (i, r) in results.iter().enumerate() {
+        if i != winners[0] {
+            assert_eq!(
+                r,
+                &Redemption::Replayed { session_id: winner.clone() },
+                "{n}-way: every other redemption is a replay naming the winner's session"
+            );
+        }
+    }
+    assert_eq!(
+        pollster::block_on(setup.redeem_code(&hash, "sess-late", NOW)).unwrap(),
+        Redemption::Replayed { session_id: winner },
+        "{n}-way: the code stays bound to the winner"
+    );
+}
+
+/// A store whose compare-and-swap pauses before it runs, so that in a race a revocation
+/// reliably lands between a refresh's read and its swap: the swap must then lose.
+/// Everything else is passed through unchanged.
+struct SlowSwap<S>(S);
+
+impl<S: Store> Store for SlowSwap<S> {
+    async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        self.0.create_user(user).await
+    }
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        self.0.user_by_id(id).await
+    }
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.0.user_by_username(username).await
+    }
+    async fn set_user_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        reason: Option<&str>,
+        now: UnixSeconds,
+    ) -> Result<bool, StoreError> {
+        self.0.set_user_disabled(id, disabled, reason, now).await
+    }
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.0.create_session(session).await
+    }
+    async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        self.0.session(id).await
+    }
+    async fn swap_session(&self, next: &Session, expected_version: u64) -> Result<bool, StoreError> {
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        self.0.swap_session(next, expected_version).await
+    }
+    async fn touch_session(&self, id: &str, at: UnixSeconds) -> Result<(), StoreError> {
+        self.0.touch_session(id, at).await
+    }
+    async fn revoke_session(&self, id: &str, now: UnixSeconds) -> Result<(), StoreError> {
+        self.0.revoke_session(id, now).await
+    }
+    async fn revoke_user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<u64, StoreError> {
+        self.0.revoke_user_sessions(user_id, now).await
+    }
+    async fn put_code(&self, code: &AuthCode) -> Result<(), StoreError> {
+        self.0.put_code(code).await
+    }
+    async fn redeem_code(&self, hash: &str, session_id: &str, now: UnixSeconds) -> Result<Redemption, StoreError> {
+        self.0.redeem_code(hash, session_id, now).await
+    }
+    async fn bump_counter(&self, key: &str, now: UnixSeconds, ttl: u64) -> Result<Counter, StoreError> {
+        self.0.bump_counter(key, now, ttl).await
+    }
+    async fn counter(&self, key: &str, now: UnixSeconds) -> Result<Option<Counter>, StoreError> {
+        self.0.counter(key, now).await
+    }
+    async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
+        self.0.reset_counter(key).await
+    }
+}
+
+/// What one refresher thread of a revocation race saw.
+struct RaceLog {
+    /// Successful refreshes (rotated, retried).
+    succeeded: usize,
+    /// Refreshes that answered `Unavailable` (a busy backend: allowed, never a success).
+    unavailable: usize,
+    /// Outcomes of the refreshes that started after the revocation had returned.
+    after_revoke: Vec<Result<RefreshOutcome, StoreError>>,
+    /// Anything no refresh of a live-then-revoked session may answer.
+    unexpected: Vec<String>,
+}
+
+/// How the revoker of a revocation race fared.
+struct RevokeLog {
+    /// The final result: `Ok` once a revocation succeeded.
+    result: Result<(), StoreError>,
+    /// Attempts answered `Unavailable` before that (a busy backend), retried as a client
+    /// retries a 503.
+    unavailable: usize,
+}
+
+/// How many refreshes each thread makes after it has seen the revocation return.
+const AFTER_REVOKE_ATTEMPTS: usize = 3;
+
+/// How often the revoker retries a revocation answered `Unavailable` (each answer can
+/// take a backend's whole busy timeout).
+const MAX_REVOKE_RETRIES: usize = 5;
+
+/// Runs `n` refresher threads (`step(thread, attempt)` makes one refresh and returns its
+/// outcome) against one revoker thread, which revokes `sid` once `min_successes`
+/// refreshes succeeded. Returns the revoker's result and every refresher's log.
+fn revocation_race<S, F, R>(
+    factory: &F,
+    n: usize,
+    sid: &str,
+    min_successes: usize,
+    step: R,
+) -> (RevokeLog, Vec<RaceLog>)
+where
+    S: Store + Send + 'static,
+    F: Fn() -> S + Sync,
+    R: Fn(&SlowSwap<S>, usize, usize) -> Result<RefreshOutcome, StoreError> + Sync,
+{
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    let successes = AtomicUsize::new(0);
+    let revoked = AtomicBool::new(false);
+    let barrier = Barrier::new(n + 1);
+    std::thread::scope(|scope| {
+        let refreshers: Vec<_> = (0..n)
+            .map(|t| {
+                let store = SlowSwap(factory());
+                let (successes, revoked, barrier, step) = (&successes, &revoked, &barrier, &step);
+                scope.spawn(move || {
+                    let mut log =
+                        RaceLog { succeeded: 0, unavailable: 0, after_revoke: Vec::new(), unexpected: Vec::new() };
+                    barrier.wait();
+                    for attempt in 0.. {
+                        // Read before the refresh starts: if set, the revocation has
+                        // already returned, so this refresh must fail.
+                        let started_after_revoke = revoked.load(SeqCst);
+                        let out = step(&store, t, attempt);
+                        match &out {
+                            Ok(RefreshOutcome::Rotated(_) | RefreshOutcome::Retried(_)) => {
+                                log.succeeded += 1;
+                                successes.fetch_add(1, SeqCst);
+                            }
+                            Ok(RefreshOutcome::Invalid) => {}
+                            Err(StoreError::Unavailable(_)) => log.unavailable += 1,
+                            other => log.unexpected.push(format!("thread {t} attempt {attempt}: {other:?}")),
+                        }
+                        if started_after_revoke {
+                            log.after_revoke.push(out);
+                            if log.after_revoke.len() >= AFTER_REVOKE_ATTEMPTS {
+                                break;
+                            }
+                        }
+                        // A short pause, as real clients make: without it, writers on
+                        // separate connections can starve the revoker past the backend's
+                        // busy timeout (SQLite's busy handler polls; it does not queue).
+                        std::thread::sleep(std::time::Duration::from_micros(300));
+                    }
+                    log
+                })
+            })
+            .collect();
+        let revoker = {
+            let store = factory();
+            let (successes, revoked, barrier) = (&successes, &revoked, &barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                // Wait (20 s at most: the suite reads no clock) for some refreshes first.
+                for _ in 0..20_000 {
+                    if successes.load(SeqCst) >= min_successes {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                let mut log = RevokeLog { result: Ok(()), unavailable: 0 };
+                loop {
+                    log.result = pollster::block_on(store.revoke_session(sid, NOW + 31));
+                    match &log.result {
+                        Err(StoreError::Unavailable(_)) if log.unavailable < MAX_REVOKE_RETRIES => log.unavailable += 1,
+                        _ => break,
+                    }
+                }
+                // Set even if the revocation failed, so the refreshers stop.
+                revoked.store(true, SeqCst);
+                log
+            })
+        };
+        let revoke = revoker.join().expect("revoker thread panicked");
+        let logs = refreshers.into_iter().map(|h| h.join().expect("refresher thread panicked")).collect();
+        (revoke, logs)
+    })
+}
+
+/// Checks a finished revocation race: the revocation succeeded, refreshes succeeded
+/// before it, none after it, and the stored session is revoked for good.
+fn check_revocation_race<S: Store>(
+    what: &str,
+    store: &S,
+    sid: &str,
+    presented_after: &[&str],
+    revoke: RevokeLog,
+    logs: &[RaceLog],
+) {
+    let unavailable: usize = logs.iter().map(|l| l.unavailable).sum();
+    if let Err(e) = &revoke.result {
+        panic!(
+            "{what}: the revocation failed after {} busy retries (refreshes answered Unavailable {unavailable} times): {e:?}",
+            revoke.unavailable
+        );
+    }
+    let unexpected: Vec<&String> = logs.iter().flat_map(|l| &l.unexpected).collect();
+    assert!(unexpected.is_empty(), "{what}: unexpected outcomes: {unexpected:?}");
+    let succeeded: usize = logs.iter().map(|l| l.succeeded).sum();
+    assert!(succeeded > 0, "{what}: no refresh succeeded before the revocation, so nothing raced");
+    for (t, log) in logs.iter().enumerate() {
+        assert_eq!(log.after_revoke.len(), AFTER_REVOKE_ATTEMPTS, "{what}: thread {t} saw the revocation");
+        for out in &log.after_revoke {
+            assert_eq!(
+                out,
+                &Ok(RefreshOutcome::Invalid),
+                "{what}: thread {t}: a refresh started after the revocation returned must fail"
+            );
+        }
+    }
+    for token in presented_after {
+        let out = pollster::block_on(refresh(store, sid, token, "after-join", true, NOW + 40)).unwrap();
+        assert_eq!(out, RefreshOutcome::Invalid, "{what}: {token} refreshes nothing after the race");
+    }
+    let stored = pollster::block_on(store.session(sid)).unwrap().expect("the session still exists");
+    assert_eq!(stored.revoked_at, Some(NOW + 31), "{what}: the session stays revoked");
+    assert!(
+        !pollster::block_on(store.swap_session(&stored, stored.version)).unwrap(),
+        "{what}: a revoked session cannot be swapped back to life"
+    );
+}
+
+/// `n` threads refresh one token chain, one at a time (each presents the chain's current
+/// token, as tabs sharing one token store would), while another thread revokes the
+/// session. The revocation lands between any refresh's read and its swap.
+fn revoke_racing_chained_refresh<S, F>(factory: &F, n: usize, rounds: usize)
+where
+    S: Store + Send + 'static,
+    F: Fn() -> S + Sync,
+{
+    for round in 0..rounds {
+        let sid = &format!("t-revoke-chain-{round}");
+        let setup = factory();
+        pollster::block_on(setup.create_session(&token_session(sid, "u5", None, "chain-0"))).unwrap();
+        // The chain's current token and a counter for unique successors. The lock is held
+        // across each refresh, so refreshes form one chain; the revoker never takes it.
+        let chain = std::sync::Mutex::new(("chain-0".to_owned(), 0usize));
+        // The revocation lands at a different point of the chain in every round.
+        let (revoke, logs) = revocation_race(factory, n, sid, 2 * n + 3 * round, |store, _, _| {
+            let mut chain = chain.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            chain.1 += 1;
+            let successor = format!("chain-{}", chain.1);
+            let out = pollster::block_on(refresh(store, sid, &chain.0, &successor, true, NOW + 30));
+            if matches!(out, Ok(RefreshOutcome::Rotated(_))) {
+                chain.0 = successor;
+            }
+            out
+        });
+        let last = chain.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).0;
+        let what = format!("chained refresh vs revoke, round {round}");
+        check_revocation_race(&what, &setup, sid, &[&last, "chain-0"], revoke, &logs);
+    }
+}
+
+/// `n` threads refresh the same token over and over (the first rotates, every later one
+/// is a retry of the previous token) while another thread revokes the session.
+fn revoke_racing_same_token_refresh<S, F>(factory: &F, n: usize, rounds: usize)
+where
+    S: Store + Send + 'static,
+    F: Fn() -> S + Sync,
+{
+    for round in 0..rounds {
+        let sid = &format!("t-revoke-same-{round}");
+        let setup = factory();
+        pollster::block_on(setup.create_session(&token_session(sid, "u5", None, "same-0"))).unwrap();
+        let (revoke, logs) = revocation_race(factory, n, sid, n + 3 * round, |store, t, attempt| {
+            pollster::block_on(refresh(store, sid, "same-0", &format!("same-{t}-{attempt}"), true, NOW + 30))
+        });
+        let current = pollster::block_on(setup.session(sid)).unwrap().unwrap().refresh.unwrap().current;
+        let what = format!("same-token refresh vs revoke, round {round}");
+        check_revocation_race(&what, &setup, sid, &["same-0", &current], revoke, &logs);
+    }
 }
 
 async fn counters<S: Store>(s: &S) {
