@@ -38,7 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .split(',')
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()?;
-    println!("| sessions | file MiB | bytes/session | lookup p50 µs | lookup p99 µs | refresh p50 µs | refresh p99 µs | RSS MiB |");
+    println!(
+        "| sessions | file MiB | bytes/session | lookup p50 µs | lookup p99 µs | refresh p50 µs | refresh p99 µs | RSS MiB |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for n in sizes {
         let dir = tempfile::tempdir()?;
