@@ -62,7 +62,9 @@ describe('userinfo', { timeout: 60000 }, () => {
     const r = await req(`${srv.origin}/oauth2/userinfo`, { cookie });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json().sub, srv.userIds.erin);
-    const bad = await req(`${srv.origin}/oauth2/userinfo`, { cookie: `session=${l.browser.cookie('session').slice(0, -1)}x` });
+    const value = l.browser.cookie('session');
+    const tampered = `${value.slice(0, -1)}${value.endsWith('x') ? 'y' : 'x'}`;
+    const bad = await req(`${srv.origin}/oauth2/userinfo`, { cookie: `session=${tampered}` });
     assert.equal(bad.status, 401);
     assert.match(bad.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
     // A bearer token decides when present, even beside a valid cookie.
