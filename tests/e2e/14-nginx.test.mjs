@@ -5,11 +5,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile, rm, access, constants } from 'node:fs/promises';
-import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startEchoUpstream, waitForPort } from './lib/proxy.mjs';
 import {
   startServer, login, revoke, req, freePort, sleep, Browser,
 } from './harness.mjs';
@@ -17,41 +16,6 @@ import {
 const NGINX = process.env.NGINX_BIN || '/usr/sbin/nginx';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const TEMPLATE = path.resolve(HERE, '../../infra/proxies/nginx/nginx.conf.template');
-
-function startUpstream() {
-  return new Promise((resolve) => {
-    const server = http.createServer((rq, rs) => {
-      const chunks = [];
-      rq.on('data', (c) => chunks.push(c));
-      rq.on('end', () => {
-        const identity = {};
-        for (const [k, v] of Object.entries(rq.headers)) {
-          if (k.startsWith('x-authgear-') || k.startsWith('x_authgear_')) identity[k] = v;
-        }
-        rs.setHeader('content-type', 'application/json');
-        rs.end(JSON.stringify({ method: rq.method, url: rq.url, identity, body: Buffer.concat(chunks).toString() }));
-      });
-    });
-    server.listen(0, '127.0.0.1', () => resolve(server));
-  });
-}
-
-async function waitForPort(port, ms, proc, errLog) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (proc.exitCode !== null) break;
-    const ok = await new Promise((r) => {
-      const s = net.connect({ host: '127.0.0.1', port });
-      s.on('connect', () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await sleep(100);
-  }
-  let log = '';
-  try { log = await readFile(errLog, 'utf8'); } catch { /* none */ }
-  throw new Error(`nginx did not start listening on ${port} (exit ${proc.exitCode})\nerror.log:\n${log}`);
-}
 
 describe('nginx auth_request', { timeout: 120000 }, () => {
   let srv;
@@ -66,7 +30,7 @@ describe('nginx auth_request', { timeout: 120000 }, () => {
       throw new Error(`nginx not found at ${NGINX} (apt-get install -y nginx, or set NGINX_BIN)`);
     });
     srv = await startServer({ users: [{ username: 'nina', verified: true, roles: ['ops', 'dev'] }] });
-    upstream = await startUpstream();
+    upstream = await startEchoUpstream();
     dir = await mkdtemp(path.join(os.tmpdir(), 'latchkey-e2e-nginx-'));
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
@@ -92,7 +56,9 @@ describe('nginx auth_request', { timeout: 120000 }, () => {
     nginx = spawn(NGINX, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', errLog, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
     nginx.stdout.on('data', (d) => { nginxOutput += d; });
     nginx.stderr.on('data', (d) => { nginxOutput += d; });
-    await waitForPort(port, 10000, nginx, errLog);
+    await waitForPort('nginx', port, 10000, nginx, async () => {
+      try { return `error.log:\n${await readFile(errLog, 'utf8')}`; } catch { return 'no error.log'; }
+    });
   });
 
   after(async () => {

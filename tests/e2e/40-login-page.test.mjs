@@ -10,18 +10,14 @@
 // every test here: nothing is skipped.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, constants, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/browser.mjs';
 import {
   startServer, baseConfig, authorizeUrl, pkce, randomString, redeemCode, decodeJwt, DEMO_REDIRECT, DEFAULT_PASSWORD,
 } from './harness.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SHOTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', 'screenshots');
 
 const PRODUCT = 'Acme Identity';
@@ -29,26 +25,6 @@ const COLOR = '#c2185b';
 const COLOR_RGB = 'rgb(194, 24, 91)';
 const MSG = 'Incorrect username or password.';
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 3 };
-
-/** A persistent context in a fresh temporary user-data-dir. Resolves {context, dir}. */
-async function launch(options = {}) {
-  try {
-    await access(CHROMIUM, constants.X_OK);
-  } catch {
-    throw new Error(`Chromium not found at ${CHROMIUM}: run scripts/install-browser (apt-get install -y chromium)`);
-  }
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'latchkey-chromium-'));
-  try {
-    const context = await chromium.launchPersistentContext(dir, {
-      executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000, ...options,
-    });
-    context.setDefaultTimeout(15000);
-    return { context, dir };
-  } catch (e) {
-    await rm(dir, { recursive: true, force: true });
-    throw new Error(`Chromium (${CHROMIUM}) did not start: ${e.message}`);
-  }
-}
 
 function authorizeParams() {
   const { verifier, challenge } = pkce();
@@ -126,9 +102,9 @@ describe('login page in headless Chromium', { timeout: 180000 }, () => {
         return baseConfig(o, { ui: { product_name: PRODUCT, primary_color: COLOR, logo_url: logoUrl } });
       },
     });
-    desktop = await launch({ viewport: { width: 1280, height: 800 } });
+    desktop = await launchChromium({ viewport: { width: 1280, height: 800 } });
     browsers.push(desktop);
-    phone = await launch(PHONE);
+    phone = await launchChromium(PHONE);
     browsers.push(phone);
     watch(desktop.context, 'desktop');
     watch(phone.context, 'phone');

@@ -15,45 +15,21 @@
 // fails and so does every test here: nothing is skipped.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, constants, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/browser.mjs';
 import {
   startServer, baseConfig, demoClient, backendClient, decodeJwt, resolve, refresh, sleep, DEMO_REDIRECT, DEFAULT_PASSWORD,
 } from './harness.mjs';
 import { startSpaServer } from '../../examples/spa/server.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ARTIFACTS = path.join(HERE, 'artifacts');
 const SPA_PORT = 4000; // the demo client's redirect URI is http://127.0.0.1:4000/callback
 const SDK_VERSION = '6.0.0'; // pinned in package.json
 const RT_KEY = 'authgear_default_refreshToken'; // where the SDK keeps the refresh token (localStorage)
 const SHORT_LIFETIME = 2;
-
-/** A persistent context in a fresh temporary user-data-dir. Resolves {context, dir}. */
-async function launch(options = {}) {
-  try {
-    await access(CHROMIUM, constants.X_OK);
-  } catch {
-    throw new Error(`Chromium not found at ${CHROMIUM}: run scripts/install-browser (apt-get install -y chromium)`);
-  }
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'latchkey-chromium-'));
-  try {
-    const context = await chromium.launchPersistentContext(dir, {
-      executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000, ...options,
-    });
-    context.setDefaultTimeout(15000);
-    return { context, dir };
-  } catch (e) {
-    await rm(dir, { recursive: true, force: true });
-    throw new Error(`Chromium (${CHROMIUM}) did not start: ${e.message}`);
-  }
-}
 
 describe('Authgear Web SDK against Latchkey in headless Chromium', { timeout: 180000 }, () => {
   let srv;
@@ -122,7 +98,7 @@ describe('Authgear Web SDK against Latchkey in headless Chromium', { timeout: 18
     });
     spa = await startSpaServer({ port: SPA_PORT, endpoint: srv.origin, clientID: 'demo' });
     assert.equal(`${spa.origin}/callback`, DEMO_REDIRECT);
-    browser = await launch({ viewport: { width: 1100, height: 900 } });
+    browser = await launchChromium({ viewport: { width: 1100, height: 900 } });
     const ctx = browser.context;
     ctx.on('request', (r) => {
       urls.push(r.url());
