@@ -84,7 +84,7 @@ fn redirect_error(code: &'static str, description: &'static str) -> RedirectErro
 
 impl<S: Store> App<S> {
     pub(crate) async fn authorize(&self, req: &Request<Bytes>) -> Result<Response, PageError> {
-        let params = crate::error::page_params(req)?;
+        let params = crate::request::page_params(req)?;
         let client_id =
             params.get("client_id").ok_or_else(|| PageError::BadRequest("The request has no client_id.".into()))?;
         let client = self

@@ -23,7 +23,7 @@ const CARRIED: &[&str] = &["id_token_hint", "post_logout_redirect_uri", "state",
 
 impl<S: Store> App<S> {
     pub(crate) async fn end_session(&self, req: &Request<Bytes>) -> Result<Response, PageError> {
-        let params = crate::error::page_params(req)?;
+        let params = crate::request::page_params(req)?;
         let now = self.now();
         let hint = match params.get("id_token_hint") {
             Some(h) => {

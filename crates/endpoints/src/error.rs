@@ -194,19 +194,3 @@ impl PageError {
         resp
     }
 }
-
-/// The parameters of a browser endpoint: the query of a GET, the form body of a POST.
-///
-/// # Errors
-/// A 400 page for a POST that is not a form, or for malformed parameters.
-pub fn page_params(req: &http::Request<bytes::Bytes>) -> Result<crate::request::Params, PageError> {
-    use crate::request::{Params, is_form};
-    if req.method() == http::Method::POST {
-        if !is_form(req.headers()) {
-            return Err(PageError::BadRequest("The form must be sent as application/x-www-form-urlencoded.".into()));
-        }
-        Ok(Params::parse(req.body())?)
-    } else {
-        Ok(Params::parse(req.uri().query().unwrap_or_default().as_bytes())?)
-    }
-}

@@ -7,6 +7,8 @@
 
 use base64::Engine;
 use http::HeaderMap;
+
+use crate::error::PageError;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
 
 /// Largest request body read; larger ones get 413. Adapters stop reading past it.
@@ -184,6 +186,21 @@ pub fn authorization(headers: &HeaderMap) -> Authorization<'_> {
 /// A header value as text, if it is visible ASCII.
 pub fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The parameters of a browser endpoint: the query of a GET, the form body of a POST.
+///
+/// # Errors
+/// A 400 page for a POST that is not a form, or for malformed parameters.
+pub fn page_params(req: &http::Request<bytes::Bytes>) -> Result<Params, PageError> {
+    if req.method() == http::Method::POST {
+        if !is_form(req.headers()) {
+            return Err(PageError::BadRequest("The form must be sent as application/x-www-form-urlencoded.".into()));
+        }
+        Ok(Params::parse(req.body())?)
+    } else {
+        Ok(Params::parse(req.uri().query().unwrap_or_default().as_bytes())?)
+    }
 }
 
 #[cfg(test)]
