@@ -20,6 +20,13 @@ import crypto from 'node:crypto';
 
 export const CARGO_TARGET_DIR = process.env.CARGO_TARGET_DIR || '/root/latchkey-target';
 export const LATCHKEY_BIN = process.env.LATCHKEY_BIN || path.join(CARGO_TARGET_DIR, 'debug', 'latchkey');
+/** `local` (the latchkey binary on SQLite) or `lambda` (the functions under cargo lambda watch, see lib/lambda.mjs). */
+export const TARGET = process.env.LATCHKEY_E2E_TARGET || 'local';
+if (!['local', 'lambda'].includes(TARGET)) throw new Error(`LATCHKEY_E2E_TARGET=${TARGET}: expected local or lambda`);
+export const LATCHKEY_AWS_BIN = process.env.LATCHKEY_AWS_BIN || path.join(CARGO_TARGET_DIR, 'debug', 'latchkey-aws');
+const lambda = TARGET === 'lambda' ? await import('./lib/lambda.mjs') : null;
+/** data dir -> DynamoDB table, for the account commands of the Lambda target. */
+const tables = new Map();
 
 export const DEMO_REDIRECT = 'http://127.0.0.1:4000/callback';
 export const DEMO_REDIRECT_LOCALHOST = 'http://localhost:4000/callback';
@@ -69,8 +76,17 @@ async function assertBinary() {
   }
 }
 
-/** Run a latchkey CLI command to completion. Resolves {code, signal, stdout, stderr}. */
+/**
+ * Run a latchkey CLI command to completion. Resolves {code, signal, stdout, stderr}.
+ * On the Lambda target, account commands (`users ...`) on a test server's data dir
+ * run as `latchkey-aws users ... --table <its table>`, the operator CLI of that target.
+ */
 export async function runCli(args, { stdin, timeoutMs = 20000, env } = {}) {
+  const dirAt = args.indexOf('--data-dir');
+  if (lambda && args[0] === 'users' && dirAt >= 0 && tables.has(args[dirAt + 1])) {
+    const awsArgs = [...args.slice(0, dirAt), '--table', tables.get(args[dirAt + 1]), ...args.slice(dirAt + 2)];
+    return lambda.latchkeyAws(LATCHKEY_AWS_BIN, awsArgs, { stdin, timeoutMs, env });
+  }
   await assertBinary();
   return new Promise((resolve, reject) => {
     const p = spawn(LATCHKEY_BIN, args, {
@@ -320,6 +336,12 @@ export async function startServer(opts = {}) {
   const config = (opts.config ?? ((o) => baseConfig(o)))(origin);
   await writeFile(path.join(dataDir, 'latchkey.yaml'), typeof config === 'string' ? config : toYaml(config));
   await addClientSecrets(dataDir, opts.clientSecrets ?? { backend: BACKEND_SECRET });
+  if (lambda) {
+    const table = lambda.newTableName();
+    const r = await lambda.latchkeyAws(LATCHKEY_AWS_BIN, ['--table', table, 'table', 'create']);
+    if (r.code !== 0) throw new Error(`latchkey-aws table create failed: ${r.stderr}`);
+    tables.set(dataDir, table);
+  }
   const userIds = {};
   for (const u of opts.users ?? [{ username: 'alice' }]) {
     userIds[u.username] = await addUser(dataDir, u);
@@ -333,6 +355,14 @@ export async function startServer(opts = {}) {
     previousLogs: '',
     logs() { return this.previousLogs + (this.handle ? this.handle.logs() : ''); },
     async start() {
+      if (lambda) {
+        if (opts.serveArgs?.length) throw new Error('serveArgs apply to the local server only');
+        this.handle = await lambda.startFunctions({
+          port, dataDir, table: tables.get(dataDir), secretName: `latchkey/${path.basename(dataDir)}`,
+          targetDir: CARGO_TARGET_DIR, extraEnv: opts.serveEnv,
+        });
+        return this;
+      }
       this.handle = await spawnServe(['--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, ...(opts.serveArgs ?? [])],
         { env: opts.serveEnv });
       return this;
@@ -380,7 +410,8 @@ export async function addUser(dataDir, { username, password = DEFAULT_PASSWORD, 
   const args = ['users', 'add', '--data-dir', dataDir, '--username', username];
   if (verified) args.push('--verified');
   for (const r of roles) args.push('--role', r);
-  const r = await mustCli(args, { stdin: `${password}\n` });
+  const r = await runCli(args, { stdin: `${password}\n` });
+  if (r.code !== 0) throw new Error(`${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   return r.stdout.trim();
 }
 

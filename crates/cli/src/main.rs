@@ -3,7 +3,6 @@
 //! `LATCHKEY_*` environment equivalents.
 
 mod datadir;
-mod runtime;
 mod server;
 mod users;
 

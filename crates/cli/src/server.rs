@@ -24,7 +24,7 @@ use latchkey_store_sqlite::SqliteStore;
 use latchkey_token::keys::KeySet;
 use tokio::sync::watch;
 
-use crate::runtime::{OsEntropy, SystemClock};
+use latchkey_native::{OsEntropy, SystemClock};
 
 /// How long a client may take to send headers, or the body, before the connection is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,6 +2,7 @@
 //!
 //! moto comes from the project's Python venv (`scripts/test` installs it). If it is
 //! missing the tests fail and say how to get it; they never skip.
+#![allow(clippy::disallowed_methods, reason = "test harness: waits on wall-clock deadlines for a child process")]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -46,7 +47,10 @@ fn moto_command(port: u16) -> Command {
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/aws/local/moto_server.py");
     let mut cmd = Command::new(python);
-    cmd.args([script, "-H", "127.0.0.1", "-p", &port.to_string()]);
+    cmd.args([script, "-H", "127.0.0.1", "-p", &port.to_string(), "--exit-with-stdin"]);
+    // Statics are never dropped, so the guard below does not run at exit: moto stops
+    // when this process's end closes the pipe.
+    cmd.stdin(Stdio::piped());
     cmd
 }
 

@@ -1,5 +1,9 @@
-//! The native runtime's clock and randomness, passed into the core. These are the
-//! only places in the local server that read the system clock or the OS random source.
+//! The native runtimes' clock and randomness, passed into the core by the local server
+//! and the Lambda functions. These are the only places in either that read the system
+//! clock or the OS random source. [`accounts`] holds the account commands both
+//! operator CLIs share.
+
+pub mod accounts;
 
 use latchkey_token::{Clock, Entropy, UnixSeconds};
 

@@ -1,0 +1,5 @@
+//! The `latchkey-resolve` Lambda function: `/_resolver/resolve`.
+
+fn main() -> Result<(), lambda_http::Error> {
+    latchkey_lambda::serve("latchkey-resolve")
+}

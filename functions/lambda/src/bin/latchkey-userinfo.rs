@@ -1,0 +1,5 @@
+//! The `latchkey-userinfo` Lambda function: `/oauth2/userinfo`.
+
+fn main() -> Result<(), lambda_http::Error> {
+    latchkey_lambda::serve("latchkey-userinfo")
+}

@@ -1,0 +1,232 @@
+//! Latchkey on AWS Lambda: the shared wiring of the per-endpoint functions in `src/bin/`.
+//!
+//! Each function is one binary that calls [`serve`] with the public paths it answers
+//! (the same split as `infra/aws/routes.json`, which the SAM template and the local
+//! emulator's router follow). API Gateway only routes those paths to it; a request for
+//! any other path gets the core's 404, so a routing mistake cannot reach an endpoint
+//! through the wrong function.
+//!
+//! At cold start, once per instance, [`serve`] loads:
+//!
+//! * the configuration document (`latchkey.yaml`) from `LATCHKEY_CONFIG` (its text) or
+//!   `LATCHKEY_CONFIG_FILE` (a bundled file); `LATCHKEY_PUBLIC_ORIGIN` and a non-empty
+//!   `LATCHKEY_COOKIE_DOMAIN` override `http.public_origin` and `http.cookie_domain`,
+//!   so the SAM parameters decide them;
+//! * the secrets document (`latchkey.secrets.yaml`: signing keys, client secrets) from
+//!   AWS Secrets Manager, `LATCHKEY_SECRETS_ARN`, never from the environment;
+//! * the DynamoDB table name, `LATCHKEY_TABLE`.
+//!
+//! A function that cannot load them exits with the reason in its log, and Lambda
+//! reports the init failure; it never serves with a partial configuration.
+//!
+//! Requests run on a current-thread runtime inside a `LocalSet`: the core's futures
+//! are not `Send` (they also run on Workers), so each invocation is spawned as a local
+//! task and the runtime awaits its `Send` join handle. Logs are JSON lines on stderr
+//! (CloudWatch), filtered by `LATCHKEY_LOG` (default `info`), and never contain a
+//! token, cookie, code or password.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use lambda_http::{Body, Request, RequestExt, Response, service_fn};
+use latchkey_endpoints::{App, ClientAddr, Config, parse_config, parse_secrets};
+use latchkey_native::{OsEntropy, SystemClock};
+use latchkey_store_dynamodb::DynamoStore;
+use latchkey_token::keys::KeySet;
+
+/// Which public paths each function answers: the same table as `infra/aws/routes.json`
+/// (a test keeps them equal).
+pub const ROUTES: &[(&str, &[&str])] = &[
+    (
+        "latchkey-discovery",
+        &[
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+            "/oauth2/jwks",
+            "/openapi.yaml",
+            "/healthz",
+            "$default",
+        ],
+    ),
+    ("latchkey-token", &["/oauth2/token"]),
+    ("latchkey-revoke", &["/oauth2/revoke"]),
+    ("latchkey-userinfo", &["/oauth2/userinfo"]),
+    ("latchkey-authorize", &["/oauth2/authorize", "/oauth2/end_session"]),
+    ("latchkey-resolve", &["/_resolver/resolve"]),
+];
+
+/// Everything a function loads at cold start.
+pub struct Loaded {
+    /// The parsed configuration.
+    pub config: Arc<Config>,
+    /// Signing and verification keys.
+    pub keys: Arc<KeySet>,
+    /// The DynamoDB store.
+    pub store: DynamoStore,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The configuration document, with the deployment's overrides applied.
+///
+/// # Errors
+/// A message naming the variable or file at fault.
+pub fn config_text() -> Result<String, String> {
+    let text = match (env("LATCHKEY_CONFIG"), env("LATCHKEY_CONFIG_FILE")) {
+        (Some(text), _) => text,
+        (None, Some(path)) => {
+            std::fs::read_to_string(&path).map_err(|e| format!("LATCHKEY_CONFIG_FILE {path}: {e}"))?
+        }
+        (None, None) => return Err("set LATCHKEY_CONFIG (the latchkey.yaml text) or LATCHKEY_CONFIG_FILE".into()),
+    };
+    let origin = env("LATCHKEY_PUBLIC_ORIGIN");
+    let cookie_domain = env("LATCHKEY_COOKIE_DOMAIN");
+    if origin.is_none() && cookie_domain.is_none() {
+        return Ok(text);
+    }
+    let mut doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("the configuration is not YAML: {e}"))?;
+    let http = doc
+        .as_mapping_mut()
+        .ok_or("the configuration is not a mapping")?
+        .entry("http".into())
+        .or_insert_with(|| serde_yaml_ng::Value::Mapping(Default::default()));
+    let http = http.as_mapping_mut().ok_or("http is not a mapping")?;
+    if let Some(origin) = origin {
+        http.insert("public_origin".into(), origin.into());
+    }
+    if let Some(domain) = cookie_domain {
+        http.insert("cookie_domain".into(), domain.into());
+    }
+    serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
+}
+
+/// Loads configuration, secrets and the store (see the crate docs).
+///
+/// # Errors
+/// A message naming what could not be loaded.
+pub async fn load() -> Result<Loaded, String> {
+    let sdk = latchkey_store_dynamodb::sdk_config_from_env().await;
+    let secret_id = env("LATCHKEY_SECRETS_ARN").ok_or("set LATCHKEY_SECRETS_ARN (the Secrets Manager secret)")?;
+    let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let secret = secrets_client.get_secret_value().secret_id(&secret_id).send().await.map_err(|e| {
+        format!("cannot read the secret {secret_id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e))
+    })?;
+    let secrets_text = secret.secret_string().ok_or_else(|| format!("the secret {secret_id} has no SecretString"))?;
+    let secrets = parse_secrets(secrets_text).map_err(|e| format!("invalid secret {secret_id}: {e}"))?;
+    let config = parse_config(&config_text()?, &secrets).map_err(|e| format!("invalid configuration: {e}"))?;
+    let table = env("LATCHKEY_TABLE").ok_or("set LATCHKEY_TABLE (the DynamoDB table)")?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+    Ok(Loaded { config: Arc::new(config), keys: Arc::new(secrets.keys), store })
+}
+
+/// Turns a Lambda HTTP request into the core's request.
+fn to_core(req: Request) -> http::Request<Bytes> {
+    let addr = match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        _ => None,
+    };
+    let (parts, body) = req.into_parts();
+    let body = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(t) => Bytes::from(t),
+        Body::Binary(b) => Bytes::from(b),
+        _ => Bytes::new(),
+    };
+    let mut core = http::Request::from_parts(parts, body);
+    if let Some(ip) = addr {
+        core.extensions_mut().insert(ClientAddr(ip));
+    }
+    core
+}
+
+/// Turns the core's response into a Lambda HTTP response (text bodies stay text, so
+/// the logs and the emulator show them; anything else is sent as binary).
+fn from_core(resp: http::Response<Bytes>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let body = if body.is_empty() {
+        Body::Empty
+    } else {
+        match String::from_utf8(body.to_vec()) {
+            Ok(text) => Body::Text(text),
+            Err(e) => Body::Binary(e.into_bytes()),
+        }
+    };
+    Response::from_parts(parts, body)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .without_time()
+        .init();
+}
+
+/// Runs one function: loads everything once, then answers invocations for `paths`.
+///
+/// # Errors
+/// The cold-start or runtime failure, which Lambda logs and reports.
+pub fn serve(function: &'static str) -> Result<(), lambda_http::Error> {
+    init_logging();
+    let paths = ROUTES
+        .iter()
+        .find(|(name, _)| *name == function)
+        .map(|(_, paths)| *paths)
+        .ok_or_else(|| format!("{function} is not in ROUTES"))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let loaded = load().await.map_err(|e| {
+            tracing::error!(function, error = %e, "cold start failed");
+            e
+        })?;
+        let app =
+            Rc::new(App::new(loaded.config, loaded.keys, loaded.store, Box::new(SystemClock), Box::new(OsEntropy)));
+        tracing::info!(function, "ready");
+        lambda_http::run(service_fn(move |req: Request| {
+            let app = app.clone();
+            let task = tokio::task::spawn_local(async move {
+                let mut core = to_core(req);
+                let path = core.uri().path();
+                if !paths.contains(&path) && ROUTES.iter().any(|(_, other)| other.contains(&path)) {
+                    // Another function's route (a routing mistake): answer as for an
+                    // unknown path. Paths no function serves (the API's $default
+                    // route) reach the core, which answers 404 itself.
+                    *core.uri_mut() = http::Uri::from_static("/_not_routed_here");
+                }
+                from_core(app.handle(core).await)
+            });
+            async move { task.await.map_err(|e| lambda_http::Error::from(format!("request task failed: {e}"))) }
+        }))
+        .await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ROUTES;
+
+    #[test]
+    fn routes_equal_the_table_the_template_and_the_emulator_router_use() {
+        let json: serde_json::Value = serde_json::from_str(include_str!("../../../infra/aws/routes.json")).unwrap();
+        let functions = json["functions"].as_object().unwrap();
+        assert_eq!(functions.len(), ROUTES.len());
+        for (name, paths) in ROUTES {
+            let listed: Vec<&str> =
+                functions[*name]["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+            assert_eq!(&listed, paths, "{name}");
+            assert!(
+                std::path::Path::new(&format!("{}/src/bin/{name}.rs", env!("CARGO_MANIFEST_DIR"))).exists(),
+                "{name} has a binary"
+            );
+        }
+    }
+}
