@@ -179,7 +179,7 @@ export async function startFunctions({ port, dataDir, table, secretName, targetD
   const envFile = path.join(dataDir, 'lambda.env');
   await writeFile(envFile, Object.entries(env).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
   const watchPort = await freePort();
-  const watch = spawnGroup(CARGO_LAMBDA, ['lambda', 'watch', '--ignore-changes', '--disable-cors', '--concurrency', '4', '-A', '127.0.0.1', '-P', String(watchPort), '--env-file', envFile], {
+  const watch = spawnGroup(CARGO_LAMBDA, ['lambda', 'watch', ...(process.env.LATCHKEY_LAMBDA_RELEASE ? ['--release'] : []), '--ignore-changes', '--disable-cors', '--concurrency', '4', '-A', '127.0.0.1', '-P', String(watchPort), '--env-file', envFile], {
     cwd: path.join(REPO, 'functions', 'lambda'),
     env: { ...process.env, CARGO_TARGET_DIR: targetDir, CARGO_TERM_COLOR: 'never' },
   });
