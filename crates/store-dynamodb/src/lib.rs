@@ -110,26 +110,59 @@ struct WriteIds {
     next: AtomicU64,
 }
 
-/// Builds an SDK client from the environment (region, credentials, and
-/// `AWS_ENDPOINT_URL_DYNAMODB` for a local endpoint), with rustls over ring as the
-/// only TLS stack and explicit timeouts.
+/// Builds an SDK client with aws-config's full provider chain (profiles, SSO, STS,
+/// `AWS_ENDPOINT_URL_DYNAMODB`): for the operator CLI, run with an operator's own
+/// credentials.
 pub async fn client_from_env() -> Client {
-    Client::new(&sdk_config_from_env().await)
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .timeout_config(timeouts())
+        .load()
+        .await;
+    Client::new(&config)
 }
 
-/// The shared SDK configuration [`client_from_env`] uses, for other AWS clients
-/// (Secrets Manager) of the same process.
-pub async fn sdk_config_from_env() -> aws_config::SdkConfig {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+fn timeouts() -> aws_types::sdk_config::TimeoutConfig {
+    aws_types::sdk_config::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(Duration::from_secs(5))
-        .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .build()
+}
+
+/// The SDK configuration of a Lambda function, read from the variables Lambda sets:
+/// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (the
+/// execution role's credentials, valid for the life of the instance), and
+/// `AWS_ENDPOINT_URL` for a local endpoint (moto). It skips aws-config's provider
+/// chains, which would link an STS client into every function; rustls over ring is the
+/// only TLS stack; timeouts are explicit and the standard retry mode retries transient
+/// errors. Shared by the DynamoDB and Secrets Manager clients of a function.
+///
+/// # Errors
+/// A message naming the variable that is missing.
+pub fn lambda_sdk_config() -> Result<aws_types::SdkConfig, String> {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let need = |name: &str| var(name).ok_or_else(|| format!("{name} is not set"));
+    let credentials = Credentials::new(
+        need("AWS_ACCESS_KEY_ID")?,
+        need("AWS_SECRET_ACCESS_KEY")?,
+        var("AWS_SESSION_TOKEN"),
+        None,
+        "lambda-environment",
+    );
+    let mut builder = aws_types::SdkConfig::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new(need("AWS_REGION")?))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
         .http_client(http_client())
-        .timeout_config(timeouts)
-        .load()
-        .await
+        .timeout_config(timeouts())
+        .retry_config(aws_types::sdk_config::RetryConfig::standard());
+    if let Some(url) = var("AWS_ENDPOINT_URL") {
+        builder = builder.endpoint_url(url);
+    }
+    Ok(builder.build())
 }
 
 /// The HTTP client every AWS client of Latchkey uses: hyper with rustls over ring (the
