@@ -10,11 +10,13 @@
 //   reading the config, fetching the secret from Secrets Manager (moto), building the
 //   DynamoDB client, and answering the first request (two reads). No emulator is in
 //   the path, so its overhead is excluded by construction.
-// * Latency: sequential cookie resolves through the router and `cargo lambda watch
-//   --release` with moto, as the e2e suite's Lambda target runs them; this includes
-//   the emulator's and moto's costs (moto serves one request at a time).
+// * Latency: sequential cookie resolves through the router and `cargo lambda watch`
+//   with moto, as the e2e suite's Lambda target runs them; this includes the
+//   emulator's and moto's costs (moto serves one request at a time).
 process.env.LATCHKEY_E2E_TARGET = 'lambda';
-process.env.LATCHKEY_LAMBDA_RELEASE = '1';
+// The emulator runs the dev-profile functions (their dependencies are optimised in
+// that profile too; see the workspace Cargo.toml) unless BENCH_EMULATOR_RELEASE=1.
+if (process.env.BENCH_EMULATOR_RELEASE === '1') process.env.LATCHKEY_LAMBDA_RELEASE = '1';
 const { spawn } = await import('node:child_process');
 const { stat } = await import('node:fs/promises');
 const http = await import('node:http');
@@ -23,7 +25,8 @@ const h = await import('../tests/e2e/harness.mjs');
 const lambda = await import('../tests/e2e/lib/lambda.mjs');
 
 const TARGET_DIR = process.env.CARGO_TARGET_DIR;
-const RELEASE = path.join(TARGET_DIR, 'release');
+// The size-optimised build the functions ship as (the workspace's `lambda` profile).
+const RELEASE = path.join(TARGET_DIR, 'lambda');
 const COLD_RUNS = Number(process.env.BENCH_COLD_RUNS || 15);
 const RESOLVES = Number(process.env.BENCH_RESOLVES || 500);
 const log = (...a) => console.error('[bench-lambda]', ...a);
@@ -39,7 +42,9 @@ log('server up at', srv.origin);
 
 // --- sizes
 const sizes = {};
-for (const fn of Object.keys(lambda.ROUTES.functions)) sizes[fn] = (await stat(path.join(RELEASE, fn))).size;
+for (const fn of Object.keys(lambda.ROUTES.functions)) {
+  sizes[fn] = await stat(path.join(RELEASE, fn)).then((st) => st.size, () => null);
+}
 
 // --- cold init via a Runtime API stand-in
 const envFile = (await import('node:fs/promises')).readFile(path.join(srv.dataDir, 'lambda.env'), 'utf8');
@@ -126,7 +131,7 @@ await srv.cleanup();
 const mb = (b) => (b / 1e6).toFixed(2);
 console.log('| Function | Stripped size (MB) |');
 console.log('|---|---|');
-for (const [fn, b] of Object.entries(sizes)) console.log(`| ${fn} | ${mb(b)} |`);
+for (const [fn, b] of Object.entries(sizes)) console.log(`| ${fn} | ${b === null ? 'not built' : mb(b)} |`);
 console.log('');
 console.log(`| Measure (n) | median | p90 | min |`);
 console.log('|---|---|---|---|');
