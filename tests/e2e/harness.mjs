@@ -356,7 +356,10 @@ export async function startServer(opts = {}) {
     logs() { return this.previousLogs + (this.handle ? this.handle.logs() : ''); },
     async start() {
       if (lambda) {
-        if (opts.serveArgs?.length) throw new Error('serveArgs apply to the local server only');
+        // The functions always log JSON lines, so that flag is already in effect there;
+        // any other flag of `latchkey serve` has no Lambda equivalent.
+        const args = (opts.serveArgs ?? []).join(' ');
+        if (args && args !== '--log-format json') throw new Error(`serveArgs ${args} apply to the local server only`);
         this.handle = await lambda.startFunctions({
           port, dataDir, table: tables.get(dataDir), secretName: `latchkey/${path.basename(dataDir)}`,
           targetDir: CARGO_TARGET_DIR, extraEnv: opts.serveEnv,

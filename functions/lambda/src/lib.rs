@@ -195,11 +195,18 @@ pub fn serve(function: &'static str) -> Result<(), lambda_http::Error> {
         })?;
         let app =
             Rc::new(App::new(loaded.config, loaded.keys, loaded.store, Box::new(SystemClock), Box::new(OsEntropy)));
-        tracing::info!(function, "ready");
+        // The local server's start-up line, with the Lambda equivalent of its address.
+        let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
+        tracing::info!(function, runtime_api = %runtime_api, "latchkey listening on the Lambda Runtime API");
         lambda_http::run(service_fn(move |req: Request| {
             let app = app.clone();
             let task = tokio::task::spawn_local(async move {
+                #[expect(clippy::disallowed_methods, reason = "request latency is measured in the runtime adapter")]
+                let started = std::time::Instant::now();
                 let mut core = to_core(req);
+                let method = core.method().clone();
+                // The path only: queries carry codes and tokens, which must never reach a log.
+                let logged_path = core.uri().path().to_owned();
                 let path = core.uri().path();
                 if !paths.contains(&path) && ROUTES.iter().any(|(_, other)| other.contains(&path)) {
                     // Another function's route (a routing mistake): answer as for an
@@ -207,7 +214,19 @@ pub fn serve(function: &'static str) -> Result<(), lambda_http::Error> {
                     // route) reach the core, which answers 404 itself.
                     *core.uri_mut() = http::Uri::from_static("/_not_routed_here");
                 }
-                from_core(app.handle(core).await)
+                let resp = app.handle(core).await;
+                // One structured line per request, as the local server's access log, for
+                // CloudWatch Logs Insights and metric filters.
+                tracing::info!(
+                    target: "latchkey::access",
+                    function,
+                    method = %method,
+                    path = %logged_path,
+                    status = resp.status().as_u16(),
+                    micros = started.elapsed().as_micros() as u64,
+                    "request"
+                );
+                from_core(resp)
             });
             async move { task.await.map_err(|e| lambda_http::Error::from(format!("request task failed: {e}"))) }
         }))
