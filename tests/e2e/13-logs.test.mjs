@@ -12,7 +12,7 @@ const WRONG_PASSWORD = 'wrong-Pa55word-must-not-leak-3Zk';
 
 for (const variant of [
   { name: 'text logs', serveArgs: [] },
-  { name: 'json logs at RUST_LOG=debug', serveArgs: ['--log-format', 'json'], serveEnv: { RUST_LOG: 'debug' } },
+  { name: 'json logs at LATCHKEY_LOG=debug', serveArgs: ['--log-format', 'json'], serveEnv: { LATCHKEY_LOG: 'debug' } },
 ]) {
   describe(`logs contain no secrets (${variant.name})`, { timeout: 90000 }, () => {
     let srv;
