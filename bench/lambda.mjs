@@ -18,7 +18,7 @@ process.env.LATCHKEY_E2E_TARGET = 'lambda';
 // that profile too; see the workspace Cargo.toml) unless BENCH_EMULATOR_RELEASE=1.
 if (process.env.BENCH_EMULATOR_RELEASE === '1') process.env.LATCHKEY_LAMBDA_RELEASE = '1';
 const { spawn } = await import('node:child_process');
-const { stat } = await import('node:fs/promises');
+const { stat, readFile } = await import('node:fs/promises');
 const http = await import('node:http');
 const path = await import('node:path');
 const h = await import('../tests/e2e/harness.mjs');
@@ -47,8 +47,9 @@ for (const fn of Object.keys(lambda.ROUTES.functions)) {
 }
 
 // --- cold init via a Runtime API stand-in
-const envFile = (await import('node:fs/promises')).readFile(path.join(srv.dataDir, 'lambda.env'), 'utf8');
-const fnEnv = Object.fromEntries((await envFile).trim().split('\n').map((line) => { const i = line.indexOf('='); return [line.slice(0, i), line.slice(i + 1)]; }));
+// The environment the harness gave the functions (table, secret, config, moto).
+const envText = await readFile(path.join(srv.dataDir, 'lambda.env'), 'utf8');
+const fnEnv = Object.fromEntries(envText.trim().split('\n').map((line) => { const i = line.indexOf('='); return [line.slice(0, i), line.slice(i + 1)]; }));
 
 function event(p) {
   return {

@@ -17,6 +17,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { freePort } from './lib/net.mjs';
+
+export { freePort };
 
 export const CARGO_TARGET_DIR = process.env.CARGO_TARGET_DIR || '/root/latchkey-target';
 export const LATCHKEY_BIN = process.env.LATCHKEY_BIN || path.join(CARGO_TARGET_DIR, 'debug', 'latchkey');
@@ -54,18 +57,6 @@ process.on('exit', () => {
     try { p.kill('SIGKILL'); } catch { /* already gone */ }
   }
 });
-
-export async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function assertBinary() {
   try {

@@ -221,6 +221,32 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// An `UpdateItem` of the record item under `pk` (sort key `#`).
+    fn update(&self, pk: String) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client.update_item().table_name(self.table()).key("pk", s(pk)).key("sk", s("#"))
+    }
+
+    /// Runs `query` over every page and returns attribute `attr` of each item, with
+    /// `prefix` stripped (items without it are skipped).
+    async fn query_all(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        attr: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let req = query.clone().set_exclusive_start_key(start.take());
+            let out = self.run(req.send()).await?.map_err(|e| unavailable("Query", &e))?;
+            found.extend(out.items().iter().filter_map(|i| get_s(i, attr)?.strip_prefix(prefix)).map(str::to_owned));
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(found),
+            }
+        }
+    }
+
     async fn get(&self, pk: String) -> Result<Option<Item>, StoreError> {
         let req =
             self.client.get_item().table_name(self.table()).key("pk", s(pk)).key("sk", s("#")).consistent_read(true);
@@ -232,11 +258,7 @@ impl DynamoStore {
     /// item, or `None` if it does not exist.
     async fn revoke_existing(&self, id: &str, now: UnixSeconds) -> Result<Option<Item>, StoreError> {
         let req = self
-            .client
-            .update_item()
-            .table_name(self.table())
-            .key("pk", s(session_pk(id)))
-            .key("sk", s("#"))
+            .update(session_pk(id))
             .update_expression("SET revoked_at = if_not_exists(revoked_at, :now) ADD version :one")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", n(now))
@@ -299,25 +321,11 @@ fn need_n(item: &Item, name: &str) -> Result<u64, StoreError> {
 
 fn body<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> Result<T, StoreError> {
     let text = get_s(item, "body").ok_or_else(|| StoreError::Corrupt(format!("{what} has no body")))?;
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what} body: {}", e.classify_name())))
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what} body: {:?}", e.classify())))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|_| StoreError::Corrupt("record cannot be encoded".into()))
-}
-
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "io error",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected shape",
-            serde_json::error::Category::Eof => "truncated",
-        }
-    }
 }
 
 fn unavailable<E: ProvideErrorMetadata, R>(operation: &str, e: &SdkError<E, R>) -> StoreError {
@@ -479,11 +487,7 @@ impl Store for DynamoStore {
         now: UnixSeconds,
     ) -> Result<bool, StoreError> {
         let mut req = self
-            .client
-            .update_item()
-            .table_name(self.table())
-            .key("pk", s(user_pk(id)))
-            .key("sk", s("#"))
+            .update(user_pk(id))
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":d", AttributeValue::Bool(disabled));
         req = match (disabled, reason) {
@@ -542,11 +546,7 @@ impl Store for DynamoStore {
         let write_id = self.next_write_id();
         let swap = |with_stamp: bool| {
             let mut req = self
-                .client
-                .update_item()
-                .table_name(self.table())
-                .key("pk", s(session_pk(&next.id)))
-                .key("sk", s("#"))
+                .update(session_pk(&next.id))
                 .expression_attribute_values(":expected", n(expected_version))
                 .expression_attribute_values(":next", n(expected_version + 1))
                 .expression_attribute_values(":body", s(body.clone()))
@@ -592,11 +592,7 @@ impl Store for DynamoStore {
         // Only `last_used_at` is written (the resolve function's IAM policy allows
         // nothing else), and only forwards.
         let req = self
-            .client
-            .update_item()
-            .table_name(self.table())
-            .key("pk", s(session_pk(id)))
-            .key("sk", s("#"))
+            .update(session_pk(id))
             .update_expression("SET last_used_at = :at")
             .condition_expression("attribute_exists(pk) AND last_used_at < :at")
             .expression_attribute_values(":at", n(at));
@@ -612,11 +608,7 @@ impl Store for DynamoStore {
         // id becomes a tombstone, so a session created later under it is refused.
         let tombstone = Session::tombstone(id, now);
         let req = self
-            .client
-            .update_item()
-            .table_name(self.table())
-            .key("pk", s(session_pk(id)))
-            .key("sk", s("#"))
+            .update(session_pk(id))
             .update_expression(
                 "SET revoked_at = if_not_exists(revoked_at, :now), body = if_not_exists(body, :tomb), \
                  last_used_at = if_not_exists(last_used_at, :now), ttl_epoch = if_not_exists(ttl_epoch, :ttl) \
@@ -628,57 +620,38 @@ impl Store for DynamoStore {
             .expression_attribute_values(":one", n(1));
         self.run(req.send()).await?.map_err(|e| unavailable("UpdateItem", &e))?;
         // Then every child linked in its partition (strongly consistent, paginated).
-        let mut start: Option<Item> = None;
-        loop {
-            let req = self
-                .client
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :child)")
-                .expression_attribute_values(":pk", s(session_pk(id)))
-                .expression_attribute_values(":child", s("C#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            let out = self.run(req.send()).await?.map_err(|e| unavailable("Query", &e))?;
-            for link in out.items() {
-                if let Some(child) = get_s(link, "sk").and_then(|sk| sk.strip_prefix("C#")) {
-                    self.revoke_existing(child, now).await?;
-                }
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(()),
-            }
+        let links = self
+            .client
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :child)")
+            .expression_attribute_values(":pk", s(session_pk(id)))
+            .expression_attribute_values(":child", s("C#"))
+            .consistent_read(true);
+        for child in self.query_all(links, "sk", "C#").await? {
+            self.revoke_existing(&child, now).await?;
         }
+        Ok(())
     }
 
     async fn revoke_user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<u64, StoreError> {
+        let sessions = self
+            .client
+            .query()
+            .table_name(self.table())
+            .index_name(USER_INDEX)
+            .key_condition_expression("gsi1pk = :u")
+            .expression_attribute_values(":u", s(user_pk(user_id)))
+            .projection_expression("pk");
         let mut revoked = 0;
-        let mut start: Option<Item> = None;
-        loop {
-            let req = self
-                .client
-                .query()
-                .table_name(self.table())
-                .index_name(USER_INDEX)
-                .key_condition_expression("gsi1pk = :u")
-                .expression_attribute_values(":u", s(user_pk(user_id)))
-                .projection_expression("pk")
-                .set_exclusive_start_key(start.take());
-            let out = self.run(req.send()).await?.map_err(|e| unavailable("Query", &e))?;
-            for item in out.items() {
-                let Some(id) = get_s(item, "pk").and_then(|pk| pk.strip_prefix("S#")) else { continue };
-                if let Some(old) = self.revoke_existing(id, now).await?
-                    && !old.contains_key("revoked_at")
-                {
-                    revoked += 1;
-                }
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(revoked),
+        for id in self.query_all(sessions, "pk", "S#").await? {
+            if let Some(old) = self.revoke_existing(&id, now).await?
+                && !old.contains_key("revoked_at")
+            {
+                revoked += 1;
             }
         }
+        Ok(revoked)
     }
 
     async fn put_code(&self, code: &AuthCode) -> Result<(), StoreError> {
@@ -699,11 +672,7 @@ impl Store for DynamoStore {
     async fn redeem_code(&self, hash: &str, session_id: &str, now: UnixSeconds) -> Result<Redemption, StoreError> {
         let write_id = self.next_write_id();
         let req = self
-            .client
-            .update_item()
-            .table_name(self.table())
-            .key("pk", s(code_pk(hash)))
-            .key("sk", s("#"))
+            .update(code_pk(hash))
             .update_expression("SET redeemed_by = :sid, write_id = :w")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(redeemed_by) AND expires_at > :now")
             .expression_attribute_values(":sid", s(session_id))
@@ -731,11 +700,7 @@ impl Store for DynamoStore {
         for _ in 0..COUNTER_ATTEMPTS {
             // A live counter counts on...
             let req = self
-                .client
-                .update_item()
-                .table_name(self.table())
-                .key("pk", s(counter_pk(key)))
-                .key("sk", s("#"))
+                .update(counter_pk(key))
                 .update_expression("SET last_at = :now, expires_at = :exp, ttl_epoch = :exp ADD hits :one")
                 .condition_expression("attribute_exists(pk) AND expires_at > :now")
                 .expression_attribute_values(":now", n(now))

@@ -12,21 +12,15 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
-use latchkey_store::conformance::token_session;
-use latchkey_store::{AuthCode, Redemption, Store, StoreError};
+use latchkey_store::conformance::{code, token_session};
+use latchkey_store::{Redemption, Store, StoreError};
 use latchkey_store_dynamodb::{DynamoStore, create_table};
 
 struct Moto {
     endpoint: String,
-    _child: ChildGuard,
-}
-
-struct ChildGuard(Child);
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    /// Held for its stdin pipe: moto exits when this process ends and the pipe closes
+    /// (a static is never dropped, so nothing here could kill it).
+    _child: Child,
 }
 
 /// The command that starts moto: the venv's Python running `infra/aws/local/moto_server.py`
@@ -48,8 +42,7 @@ fn moto_command(port: u16) -> Command {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/aws/local/moto_server.py");
     let mut cmd = Command::new(python);
     cmd.args([script, "-H", "127.0.0.1", "-p", &port.to_string(), "--exit-with-stdin"]);
-    // Statics are never dropped, so the guard below does not run at exit: moto stops
-    // when this process's end closes the pipe.
+    // moto stops when this process's end closes the pipe (see `Moto`).
     cmd.stdin(Stdio::piped());
     cmd
 }
@@ -63,13 +56,12 @@ fn moto() -> &'static Moto {
     MOTO.get_or_init(|| {
         let port = free_port();
         let child = moto_command(port).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start moto_server");
-        let guard = ChildGuard(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 30 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Moto { endpoint: format!("http://127.0.0.1:{port}"), _child: guard }
+        Moto { endpoint: format!("http://127.0.0.1:{port}"), _child: child }
     })
 }
 
@@ -171,23 +163,6 @@ fn every_expiring_item_has_a_ttl_and_sessions_are_indexed_by_user() {
     block_on(store.revoke_session("never-created", 1_700_000_000)).unwrap();
     let item = get_raw(&client, store.table(), "S#never-created").expect("tombstone item");
     assert_eq!(item["ttl_epoch"].as_n().unwrap(), "1700086400", "tombstones expire after a day");
-}
-
-fn code(hash: &str, expires_at: u64) -> AuthCode {
-    AuthCode {
-        hash: hash.into(),
-        client_id: "demo".into(),
-        redirect_uri: "http://127.0.0.1:4000/callback".into(),
-        user_id: "u1".into(),
-        browser_session_id: "b1".into(),
-        scopes: vec!["openid".into()],
-        nonce: None,
-        code_challenge: None,
-        authenticated_at: 1_700_000_000,
-        amr: vec!["pwd".into()],
-        created_at: 1_700_000_000,
-        expires_at,
-    }
 }
 
 #[test]

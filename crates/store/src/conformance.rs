@@ -169,7 +169,8 @@ async fn disabling_revokes<S: Store>(s: &S) {
     assert_eq!(s.revoke_user_sessions("u-dis", NOW + 3).await.unwrap(), 1, "counts newly revoked sessions");
 }
 
-fn code(hash: &str, expires_at: u64) -> AuthCode {
+/// An authorization code with hash `hash`, valid until `expires_at`.
+pub fn code(hash: &str, expires_at: u64) -> AuthCode {
     AuthCode {
         hash: hash.into(),
         client_id: "demo".into(),

@@ -16,9 +16,9 @@ import { spawn } from 'node:child_process';
 import { readFile, writeFile, access, constants } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { freePort, waitForPort } from './net.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '..', '..', '..');
@@ -40,28 +40,6 @@ process.on('exit', () => {
 
 async function mustExist(file, hint) {
   try { await access(file, constants.X_OK); } catch { throw new Error(`${file} not found: ${hint}`); }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-async function waitPort(port, ms, what, logs) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const ok = await new Promise((resolve) => {
-      const sock = net.connect(port, '127.0.0.1');
-      sock.on('connect', () => { sock.destroy(); resolve(true); });
-      sock.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${what} did not listen on ${port} within ${ms} ms\n${logs ? logs() : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** Spawns a detached process group; returns {proc, log(), stop()}. */
@@ -101,7 +79,7 @@ export function moto() {
       { stdio: ['pipe', 'ignore', 'ignore'] });
     proc.unref();
     proc.stdin.unref();
-    await waitPort(port, 30000, 'moto');
+    await waitForPort('moto', port, 30000);
     return { port, endpoint: `http://127.0.0.1:${port}` };
   })();
   return motoPromise;
@@ -183,7 +161,7 @@ export async function startFunctions({ port, dataDir, table, secretName, targetD
     cwd: path.join(REPO, 'functions', 'lambda'),
     env: { ...process.env, CARGO_TARGET_DIR: targetDir, CARGO_TERM_COLOR: 'never' },
   });
-  await waitPort(watchPort, 60000, 'cargo lambda watch', watch.log);
+  await waitForPort('cargo lambda watch', watchPort, 60000, watch.proc, watch.log);
   const router = await startRouter(port, watchPort);
   // Warm every function once (each first invocation starts `cargo run` and a cold
   // start), so no test's timing includes it.

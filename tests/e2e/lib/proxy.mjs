@@ -1,8 +1,8 @@
 // Shared pieces of the reverse-proxy tests (14-nginx, 31-caddy, 32-traefik): the echo
 // application behind the proxy, and waiting for the proxy to listen.
 import http from 'node:http';
-import net from 'node:net';
-import { sleep } from '../harness.mjs';
+
+export { waitForPort } from './net.mjs';
 
 /**
  * An application that answers every request with what it received: method, URL, body
@@ -25,23 +25,4 @@ export function startEchoUpstream() {
     });
     server.listen(0, '127.0.0.1', () => resolve(server));
   });
-}
-
-/**
- * Waits until `port` accepts connections, or fails naming `name` with what
- * `diagnostics()` returns (the proxy's log) if it exits or `ms` pass first.
- */
-export async function waitForPort(name, port, ms, proc, diagnostics) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (proc.exitCode !== null) break;
-    const ok = await new Promise((r) => {
-      const s = net.connect({ host: '127.0.0.1', port });
-      s.on('connect', () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`${name} did not start listening on ${port} (exit ${proc.exitCode})\n${await diagnostics()}`);
 }
