@@ -23,11 +23,17 @@ export { freePort };
 
 export const CARGO_TARGET_DIR = process.env.CARGO_TARGET_DIR || '/root/latchkey-target';
 export const LATCHKEY_BIN = process.env.LATCHKEY_BIN || path.join(CARGO_TARGET_DIR, 'debug', 'latchkey');
-/** `local` (the latchkey binary on SQLite) or `lambda` (the functions under cargo lambda watch, see lib/lambda.mjs). */
+/**
+ * `local` (the latchkey binary on SQLite), `lambda` (the functions under cargo lambda
+ * watch, see lib/lambda.mjs) or `workers` (the Worker under wrangler dev, see lib/workers.mjs).
+ */
 export const TARGET = process.env.LATCHKEY_E2E_TARGET || 'local';
-if (!['local', 'lambda'].includes(TARGET)) throw new Error(`LATCHKEY_E2E_TARGET=${TARGET}: expected local or lambda`);
+if (!['local', 'lambda', 'workers'].includes(TARGET)) throw new Error(`LATCHKEY_E2E_TARGET=${TARGET}: expected local, lambda or workers`);
 export const LATCHKEY_AWS_BIN = process.env.LATCHKEY_AWS_BIN || path.join(CARGO_TARGET_DIR, 'debug', 'latchkey-aws');
 const lambda = TARGET === 'lambda' ? await import('./lib/lambda.mjs') : null;
+const workers = TARGET === 'workers' ? await import('./lib/workers.mjs') : null;
+/** data dir -> running Worker {origin, adminKey}, for the account commands of the Workers target. */
+const workerServers = new Map();
 /** data dir -> DynamoDB table, for the account commands of the Lambda target. */
 const tables = new Map();
 
@@ -77,6 +83,10 @@ export async function runCli(args, { stdin, timeoutMs = 20000, env } = {}) {
   if (lambda && args[0] === 'users' && dirAt >= 0 && tables.has(args[dirAt + 1])) {
     const awsArgs = [...args.slice(0, dirAt), '--table', tables.get(args[dirAt + 1]), ...args.slice(dirAt + 2)];
     return lambda.latchkeyAws(LATCHKEY_AWS_BIN, awsArgs, { stdin, timeoutMs, env });
+  }
+  if (workers && args[0] === 'users' && dirAt >= 0 && workerServers.has(args[dirAt + 1])) {
+    const { origin, adminKey } = workerServers.get(args[dirAt + 1]);
+    return workers.usersCommand(origin, adminKey, args, stdin);
   }
   await assertBinary();
   return new Promise((resolve, reject) => {
@@ -334,8 +344,11 @@ export async function startServer(opts = {}) {
     tables.set(dataDir, table);
   }
   const userIds = {};
-  for (const u of opts.users ?? [{ username: 'alice' }]) {
-    userIds[u.username] = await addUser(dataDir, u);
+  // On Workers, users are created through the running Worker's admin API.
+  if (!workers) {
+    for (const u of opts.users ?? [{ username: 'alice' }]) {
+      userIds[u.username] = await addUser(dataDir, u);
+    }
   }
   const srv = {
     origin,
@@ -355,6 +368,13 @@ export async function startServer(opts = {}) {
           port, dataDir, table: tables.get(dataDir), secretName: `latchkey/${path.basename(dataDir)}`,
           targetDir: CARGO_TARGET_DIR, extraEnv: opts.serveEnv,
         });
+        return this;
+      }
+      if (workers) {
+        const args = (opts.serveArgs ?? []).join(' ');
+        if (args && args !== '--log-format json') throw new Error(`serveArgs ${args} apply to the local server only`);
+        this.handle = await workers.startWorker({ port, dataDir, extraEnv: opts.serveEnv });
+        workerServers.set(dataDir, { origin, adminKey: this.handle.adminKey });
         return this;
       }
       this.handle = await spawnServe(['--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, ...(opts.serveArgs ?? [])],
@@ -389,6 +409,11 @@ export async function startServer(opts = {}) {
   servers.add(srv);
   try {
     await srv.start();
+    if (workers) {
+      for (const u of opts.users ?? [{ username: 'alice' }]) {
+        userIds[u.username] = await addUser(dataDir, u);
+      }
+    }
   } catch (e) {
     await srv.cleanup();
     throw e;

@@ -810,3 +810,35 @@ mod tests {
         }
     }
 }
+
+/// The configuration text with `http.public_origin` and `http.cookie_domain` replaced
+/// where the deployment sets them (Lambda and Workers take both from their platform's
+/// variables, so that one `latchkey.yaml` serves every stage). Without either, the text
+/// is returned unchanged.
+///
+/// # Errors
+/// A message if the text is not a YAML mapping.
+pub fn with_http_overrides(
+    text: &str,
+    public_origin: Option<&str>,
+    cookie_domain: Option<&str>,
+) -> Result<String, String> {
+    if public_origin.is_none() && cookie_domain.is_none() {
+        return Ok(text.to_owned());
+    }
+    let mut doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| format!("the configuration is not YAML: {e}"))?;
+    let http = doc
+        .as_mapping_mut()
+        .ok_or("the configuration is not a mapping")?
+        .entry("http".into())
+        .or_insert_with(|| serde_yaml_ng::Value::Mapping(Default::default()));
+    let http = http.as_mapping_mut().ok_or("http is not a mapping")?;
+    if let Some(origin) = public_origin {
+        http.insert("public_origin".into(), origin.into());
+    }
+    if let Some(domain) = cookie_domain {
+        http.insert("cookie_domain".into(), domain.into());
+    }
+    serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
+}

@@ -55,6 +55,12 @@ pub enum ApiError {
     /// Unknown path (404).
     #[error("not found")]
     NotFound,
+    /// A named resource of the admin API does not exist (404).
+    #[error("no such {0}")]
+    NoSuchResource(&'static str),
+    /// The resource exists already (409).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// Wrong method (405) with the allowed ones.
     #[error("method not allowed")]
     MethodNotAllowed(&'static str),
@@ -99,6 +105,8 @@ impl ApiError {
             ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_token", "an access token is required"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body too large"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+            ApiError::NoSuchResource(what) => (StatusCode::NOT_FOUND, "not_found", *what),
+            ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", d.as_str()),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "method not allowed"),
             ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", d.as_str()),
             ApiError::RateLimited(_) => {

@@ -10,6 +10,7 @@
 //! on Workers' single-threaded executor. It must never log a token, cookie, code or
 //! password.
 
+pub mod admin;
 mod authorize;
 pub mod config;
 mod cors;
@@ -55,6 +56,8 @@ pub struct App<S> {
     clock: Box<dyn Clock>,
     entropy: Box<dyn Entropy>,
     verified: verified_cache::VerifiedCache,
+    /// SHA-256 (hex) of the admin API key; `None`: the admin API is off.
+    admin_key_hash: Option<String>,
 }
 
 /// How a route answers errors.
@@ -73,7 +76,14 @@ impl<S: Store> App<S> {
         clock: Box<dyn Clock>,
         entropy: Box<dyn Entropy>,
     ) -> Self {
-        App { config, keys, store, clock, entropy, verified: Default::default() }
+        App { config, keys, store, clock, entropy, verified: Default::default(), admin_key_hash: None }
+    }
+
+    /// Turns the admin API (`/_api/admin/`, see [`admin`](crate::admin)) on for requests
+    /// that present a key whose SHA-256 (hex) is `hash`.
+    pub fn with_admin_key_hash(mut self, hash: Option<String>) -> Self {
+        self.admin_key_hash = hash.map(|h| h.to_ascii_lowercase());
+        self
     }
 
     /// The configuration.
@@ -96,6 +106,8 @@ impl<S: Store> App<S> {
         let (kind, cors) = match path.as_str() {
             "/oauth2/authorize" | "/oauth2/end_session" => (Kind::Page, false),
             "/_resolver/resolve" | "/healthz" => (Kind::Api, false),
+            // Operators' tools, not browsers: no CORS.
+            p if p.starts_with("/_api/admin/") => (Kind::Api, false),
             _ => (Kind::Api, true),
         };
         let origin = request::header_text(req.headers(), "origin").map(str::to_owned);
@@ -172,6 +184,7 @@ impl<S: Store> App<S> {
                     resp
                 }
             },
+            p if p.starts_with("/_api/admin/") => self.admin(p, &req).await.unwrap_or_else(|e| e.response()),
             _ => ApiError::NotFound.response(),
         }
     }

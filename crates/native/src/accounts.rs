@@ -4,7 +4,7 @@
 use std::io::BufRead;
 
 use latchkey_store::{Store, StoreError, User};
-use latchkey_token::{Clock, password, secret};
+use latchkey_token::Clock;
 
 use crate::{OsEntropy, SystemClock};
 
@@ -38,20 +38,7 @@ pub async fn add<S: Store>(
     verified: bool,
     roles: &[String],
 ) -> Result<String, String> {
-    if username.is_empty() || username.len() > 256 || username.chars().any(char::is_control) {
-        return Err("the username must be 1 to 256 characters without control characters".into());
-    }
-    let hash = password::hash(&OsEntropy, password).ok_or("password hashing failed")?;
-    let user = User {
-        id: secret::random_uuid(&OsEntropy),
-        username: username.to_owned(),
-        password_hash: hash,
-        disabled: false,
-        disabled_reason: None,
-        is_verified: verified,
-        roles: roles.to_vec(),
-        created_at: SystemClock.now(),
-    };
+    let user = User::with_password(&OsEntropy, SystemClock.now(), username, password, verified, roles.to_vec())?;
     store.create_user(&user).await.map_err(|e| match e {
         StoreError::Conflict(_) => format!("a user named {username:?} already exists"),
         other => other.to_string(),

@@ -44,6 +44,150 @@ where
     revoke_racing_same_token_refresh(&factory, 16, 5);
 }
 
+/// Runs every conformance test against `store` on a single-threaded runtime (Workers,
+/// where there are no threads): the same checks as [`run_all`], with the races made of
+/// futures interleaved on one executor. Every store call of a race is in flight at
+/// once, so a backend whose calls are I/O (a Durable Object fetch) sees them
+/// concurrently, as it would from many isolates.
+///
+/// # Panics
+/// On the first failed expectation, naming it.
+pub async fn run_all_async<S: Store>(store: &S) {
+    users(store).await;
+    sessions_and_swap(store).await;
+    revocation_cascades(store).await;
+    disabling_revokes(store).await;
+    codes(store).await;
+    rotation(store).await;
+    counters(store).await;
+    for n in [50, 200] {
+        let sid = format!("t-race-{n}");
+        let presented = format!("race-{n}-0");
+        store.create_session(&token_session(&sid, "u4", None, &presented)).await.unwrap();
+        let outcomes = join_all((0..n).map(|i| {
+            let (sid, presented) = (&sid, &presented);
+            async move {
+                let successor = format!("race-{n}-succ-{i}");
+                let out = refresh(store, sid, presented, &successor, true, NOW + 20).await;
+                (successor, out)
+            }
+        }))
+        .await;
+        let session = store.session(&sid).await.unwrap().unwrap();
+        check_concurrent_refresh(n, &presented, &outcomes, session);
+    }
+    for n in [20, 100] {
+        let hash = format!("code-race-{n}");
+        store.put_code(&code(&hash, NOW + 300)).await.unwrap();
+        let results = join_all((0..n).map(|i| {
+            let hash = &hash;
+            async move { store.redeem_code(hash, &format!("sess-{n}-{i}"), NOW).await.expect("redeem") }
+        }))
+        .await;
+        let late = store.redeem_code(&hash, "sess-late", NOW).await.unwrap();
+        check_code_race(n, &results, late);
+    }
+    for round in 0..5 {
+        let sid = &format!("t-revoke-same-{round}");
+        store.create_session(&token_session(sid, "u5", None, "same-0")).await.unwrap();
+        let (revoke, logs) = revocation_race_async(store, 16, sid, 2 + round, |t, attempt| async move {
+            refresh(store, sid, "same-0", &format!("same-{t}-{attempt}"), true, NOW + 30).await
+        })
+        .await;
+        let current = store.session(sid).await.unwrap().unwrap().refresh.unwrap().current;
+        let what = format!("same-token refresh vs revoke, round {round}");
+        check_revocation_race(&what, store, sid, &["same-0", &current], revoke, &logs).await;
+    }
+}
+
+/// Polls every future to completion, concurrently, and returns their outputs in order.
+/// (A small join, so that the suite needs no executor crate.)
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    use std::pin::Pin;
+    use std::task::Poll;
+    let mut pending: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(move |cx| {
+        let mut all = true;
+        for (fut, out) in pending.iter_mut().zip(done.iter_mut()) {
+            if out.is_none() {
+                match fut.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            Poll::Ready(done.iter_mut().map(|o| o.take().expect("polled to completion")).collect())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// The single-threaded form of [`revocation_race`]: `n` refreshers (`step(refresher,
+/// attempt)`) run as interleaved futures while a revoker waits `delay` reads of the
+/// session (its only way to let time pass without a clock) and then revokes `sid`. A
+/// refresher notes whether the revocation had returned before each refresh started.
+async fn revocation_race_async<S, R, Fut>(
+    store: &S,
+    n: usize,
+    sid: &str,
+    delay: usize,
+    step: R,
+) -> (RevokeLog, Vec<RaceLog>)
+where
+    S: Store,
+    R: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<RefreshOutcome, StoreError>>,
+{
+    use std::cell::Cell;
+    let revoked = Cell::new(false);
+    let revoker = async {
+        for _ in 0..delay {
+            let _ = store.session(sid).await;
+        }
+        let result = store.revoke_session(sid, NOW + 31).await;
+        revoked.set(true);
+        RevokeLog { result, unavailable: 0 }
+    };
+    let refreshers = join_all((0..n).map(|t| {
+        let (revoked, step) = (&revoked, &step);
+        async move {
+            let mut log = RaceLog { succeeded: 0, unavailable: 0, after_revoke: Vec::new(), unexpected: Vec::new() };
+            // Bounded, so that a revocation that never returns fails the check instead
+            // of hanging the suite.
+            for attempt in 0..1000 {
+                let started_after_revoke = revoked.get();
+                let out = step(t, attempt).await;
+                match &out {
+                    Ok(RefreshOutcome::Rotated(_) | RefreshOutcome::Retried(_)) => log.succeeded += 1,
+                    Ok(RefreshOutcome::Invalid) => {}
+                    Err(StoreError::Unavailable(_)) => log.unavailable += 1,
+                    other => log.unexpected.push(format!("refresher {t} attempt {attempt}: {other:?}")),
+                }
+                if started_after_revoke {
+                    log.after_revoke.push(out);
+                    if log.after_revoke.len() >= AFTER_REVOKE_ATTEMPTS {
+                        break;
+                    }
+                }
+            }
+            log
+        }
+    }));
+    let mut revoke_log = None;
+    let mut logs = None;
+    join_all([
+        Box::pin(async { revoke_log = Some(revoker.await) })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+        Box::pin(async { logs = Some(refreshers.await) }),
+    ])
+    .await;
+    (revoke_log.expect("the revoker ran"), logs.expect("the refreshers ran"))
+}
+
 fn user(id: &str, name: &str) -> User {
     User {
         id: id.into(),
@@ -259,6 +403,18 @@ where
             .collect();
         handles.into_iter().map(|h| h.join().expect("refresh thread panicked")).collect()
     });
+    let session = pollster::block_on(setup.session(&sid)).unwrap().unwrap();
+    check_concurrent_refresh(n, &presented, &outcomes, session);
+}
+
+/// The expectations of an `n`-way refresh race on one token: exactly one rotation, the
+/// rest retries, one live successor, and one swap per refresh.
+fn check_concurrent_refresh(
+    n: usize,
+    presented: &str,
+    outcomes: &[(String, Result<RefreshOutcome, StoreError>)],
+    session: Session,
+) {
     // Failures first, counted: a refresh that gives up (too many lost swaps, a busy
     // backend) is reported with how many of the n calls did.
     let failed: Vec<_> = outcomes.iter().filter(|(_, out)| out.is_err()).collect();
@@ -269,7 +425,7 @@ where
         failed.first().map(|(s, out)| (s, out))
     );
     let mut rotated = 0;
-    for (succ, out) in &outcomes {
+    for (succ, out) in outcomes {
         match out {
             Ok(RefreshOutcome::Rotated(_)) => rotated += 1,
             Ok(RefreshOutcome::Retried(_)) => {}
@@ -277,16 +433,11 @@ where
         }
     }
     assert_eq!(rotated, 1, "{n}-way: exactly one refresh rotates; the rest are retries");
-    let session = pollster::block_on(setup.session(&sid)).unwrap().unwrap();
     assert!(session.revoked_at.is_none(), "{n}-way: the session survives concurrent refreshes");
     let state = session.refresh.unwrap();
     let live: Vec<_> = outcomes.iter().filter(|(succ, _)| *succ == state.current).collect();
     assert_eq!(live.len(), 1, "{n}-way: exactly one live successor");
-    assert_eq!(
-        state.previous.as_deref(),
-        Some(presented.as_str()),
-        "{n}-way: the presented token stays the previous one"
-    );
+    assert_eq!(state.previous.as_deref(), Some(presented), "{n}-way: the presented token stays the previous one");
     assert_eq!(session.version, n as u64, "{n}-way: every refresh applied exactly one swap");
 }
 
@@ -313,6 +464,12 @@ where
             .collect();
         handles.into_iter().map(|h| h.join().expect("redeem thread panicked")).collect()
     });
+    let late = pollster::block_on(setup.redeem_code(&hash, "sess-late", NOW)).unwrap();
+    check_code_race(n, &results, late);
+}
+
+/// The expectations of an `n`-way race to redeem one code; `late` is a redemption after it.
+fn check_code_race(n: usize, results: &[Redemption], late: Redemption) {
     let winners: Vec<usize> = (0..n).filter(|i| matches!(results[*i], Redemption::Redeemed(_))).collect();
     assert_eq!(winners.len(), 1, "{n}-way: exactly one redemption wins");
     let winner = format!("sess-{n}-{}", winners[0]);
@@ -325,11 +482,7 @@ where
             );
         }
     }
-    assert_eq!(
-        pollster::block_on(setup.redeem_code(&hash, "sess-late", NOW)).unwrap(),
-        Redemption::Replayed { session_id: winner },
-        "{n}-way: the code stays bound to the winner"
-    );
+    assert_eq!(late, Redemption::Replayed { session_id: winner }, "{n}-way: the code stays bound to the winner");
 }
 
 /// A store whose compare-and-swap pauses before it runs, so that in a race a revocation
@@ -510,7 +663,7 @@ where
 
 /// Checks a finished revocation race: the revocation succeeded, refreshes succeeded
 /// before it, none after it, and the stored session is revoked for good.
-fn check_revocation_race<S: Store>(
+async fn check_revocation_race<S: Store>(
     what: &str,
     store: &S,
     sid: &str,
@@ -540,13 +693,13 @@ fn check_revocation_race<S: Store>(
         }
     }
     for token in presented_after {
-        let out = pollster::block_on(refresh(store, sid, token, "after-join", true, NOW + 40)).unwrap();
+        let out = refresh(store, sid, token, "after-join", true, NOW + 40).await.unwrap();
         assert_eq!(out, RefreshOutcome::Invalid, "{what}: {token} refreshes nothing after the race");
     }
-    let stored = pollster::block_on(store.session(sid)).unwrap().expect("the session still exists");
+    let stored = store.session(sid).await.unwrap().expect("the session still exists");
     assert_eq!(stored.revoked_at, Some(NOW + 31), "{what}: the session stays revoked");
     assert!(
-        !pollster::block_on(store.swap_session(&stored, stored.version)).unwrap(),
+        !store.swap_session(&stored, stored.version).await.unwrap(),
         "{what}: a revoked session cannot be swapped back to life"
     );
 }
@@ -579,7 +732,7 @@ where
         });
         let last = chain.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).0;
         let what = format!("chained refresh vs revoke, round {round}");
-        check_revocation_race(&what, &setup, sid, &[&last, "chain-0"], revoke, &logs);
+        pollster::block_on(check_revocation_race(&what, &setup, sid, &[&last, "chain-0"], revoke, &logs));
     }
 }
 
@@ -599,7 +752,7 @@ where
         });
         let current = pollster::block_on(setup.session(sid)).unwrap().unwrap().refresh.unwrap().current;
         let what = format!("same-token refresh vs revoke, round {round}");
-        check_revocation_race(&what, &setup, sid, &["same-0", &current], revoke, &logs);
+        pollster::block_on(check_revocation_race(&what, &setup, sid, &["same-0", &current], revoke, &logs));
     }
 }
 

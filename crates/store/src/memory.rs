@@ -182,4 +182,95 @@ mod tests {
         let store = MemoryStore::new();
         crate::conformance::run_all(|| store.clone());
     }
+
+    /// The single-threaded suite, on a store whose every call yields to the executor
+    /// once first, as a call over the network would: the races then interleave.
+    #[test]
+    fn passes_the_single_threaded_conformance_suite() {
+        pollster::block_on(crate::conformance::run_all_async(&Yielding(MemoryStore::new())));
+    }
+
+    struct Yielding(MemoryStore);
+
+    async fn yield_once() {
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if yielded {
+                return std::task::Poll::Ready(());
+            }
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    impl Store for Yielding {
+        async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+            yield_once().await;
+            self.0.create_user(user).await
+        }
+        async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+            yield_once().await;
+            self.0.user_by_id(id).await
+        }
+        async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+            yield_once().await;
+            self.0.user_by_username(username).await
+        }
+        async fn set_user_disabled(
+            &self,
+            id: &str,
+            disabled: bool,
+            reason: Option<&str>,
+            now: UnixSeconds,
+        ) -> Result<bool, StoreError> {
+            yield_once().await;
+            self.0.set_user_disabled(id, disabled, reason, now).await
+        }
+        async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+            yield_once().await;
+            self.0.create_session(session).await
+        }
+        async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+            yield_once().await;
+            self.0.session(id).await
+        }
+        async fn swap_session(&self, next: &Session, expected_version: u64) -> Result<bool, StoreError> {
+            yield_once().await;
+            self.0.swap_session(next, expected_version).await
+        }
+        async fn touch_session(&self, id: &str, at: UnixSeconds) -> Result<(), StoreError> {
+            yield_once().await;
+            self.0.touch_session(id, at).await
+        }
+        async fn revoke_session(&self, id: &str, now: UnixSeconds) -> Result<(), StoreError> {
+            yield_once().await;
+            self.0.revoke_session(id, now).await
+        }
+        async fn revoke_user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<u64, StoreError> {
+            yield_once().await;
+            self.0.revoke_user_sessions(user_id, now).await
+        }
+        async fn put_code(&self, code: &AuthCode) -> Result<(), StoreError> {
+            yield_once().await;
+            self.0.put_code(code).await
+        }
+        async fn redeem_code(&self, hash: &str, session_id: &str, now: UnixSeconds) -> Result<Redemption, StoreError> {
+            yield_once().await;
+            self.0.redeem_code(hash, session_id, now).await
+        }
+        async fn bump_counter(&self, key: &str, now: UnixSeconds, ttl: u64) -> Result<Counter, StoreError> {
+            yield_once().await;
+            self.0.bump_counter(key, now, ttl).await
+        }
+        async fn counter(&self, key: &str, now: UnixSeconds) -> Result<Option<Counter>, StoreError> {
+            yield_once().await;
+            self.0.counter(key, now).await
+        }
+        async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
+            yield_once().await;
+            self.0.reset_counter(key).await
+        }
+    }
 }

@@ -26,6 +26,44 @@ pub struct User {
     pub created_at: UnixSeconds,
 }
 
+impl User {
+    /// A new, enabled user with an argon2id hash of `password`, after the checks every
+    /// way of creating a user shares (the operator CLIs, the admin API).
+    ///
+    /// # Errors
+    /// A message safe to show: a username that is empty, over 256 bytes or has control
+    /// characters; a password under 8 characters or over 1024 bytes; a hashing failure.
+    pub fn with_password(
+        entropy: &dyn latchkey_token::Entropy,
+        now: UnixSeconds,
+        username: &str,
+        password: &str,
+        is_verified: bool,
+        roles: Vec<String>,
+    ) -> Result<User, String> {
+        if username.is_empty() || username.len() > 256 || username.chars().any(char::is_control) {
+            return Err("the username must be 1 to 256 characters without control characters".into());
+        }
+        if password.chars().count() < 8 || password.len() > 1024 {
+            return Err("the password must be 8 to 1024 characters long".into());
+        }
+        if roles.iter().any(|r| r.is_empty() || r.len() > 256 || r.chars().any(|c| c.is_control() || c == ',')) {
+            return Err("a role must be 1 to 256 characters without commas or control characters".into());
+        }
+        let password_hash = latchkey_token::password::hash(entropy, password).ok_or("password hashing failed")?;
+        Ok(User {
+            id: latchkey_token::secret::random_uuid(entropy),
+            username: username.to_owned(),
+            password_hash,
+            disabled: false,
+            disabled_reason: None,
+            is_verified,
+            roles,
+            created_at: now,
+        })
+    }
+}
+
 /// What kind of credential a session backs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

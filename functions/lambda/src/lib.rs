@@ -82,26 +82,11 @@ pub fn config_text() -> Result<String, String> {
         }
         (None, None) => return Err("set LATCHKEY_CONFIG (the latchkey.yaml text) or LATCHKEY_CONFIG_FILE".into()),
     };
-    let origin = env("LATCHKEY_PUBLIC_ORIGIN");
-    let cookie_domain = env("LATCHKEY_COOKIE_DOMAIN");
-    if origin.is_none() && cookie_domain.is_none() {
-        return Ok(text);
-    }
-    let mut doc: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&text).map_err(|e| format!("the configuration is not YAML: {e}"))?;
-    let http = doc
-        .as_mapping_mut()
-        .ok_or("the configuration is not a mapping")?
-        .entry("http".into())
-        .or_insert_with(|| serde_yaml_ng::Value::Mapping(Default::default()));
-    let http = http.as_mapping_mut().ok_or("http is not a mapping")?;
-    if let Some(origin) = origin {
-        http.insert("public_origin".into(), origin.into());
-    }
-    if let Some(domain) = cookie_domain {
-        http.insert("cookie_domain".into(), domain.into());
-    }
-    serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
+    latchkey_endpoints::config::with_http_overrides(
+        &text,
+        env("LATCHKEY_PUBLIC_ORIGIN").as_deref(),
+        env("LATCHKEY_COOKIE_DOMAIN").as_deref(),
+    )
 }
 
 /// Loads configuration, secrets and the store (see the crate docs).

@@ -1,0 +1,90 @@
+// Cloudflare Worker benchmark (the bundle scripts/build-worker makes, as deployed):
+//
+// 1. bundle size: the wasm module and the JS shim, raw and gzip -9 (what counts against
+//    Workers' upload limit is the gzip size);
+// 2. start-up under Miniflare: `new Miniflare(...)` with the bundle and its Durable
+//    Object binding until the first answer of /healthz (workerd start, wasm compile,
+//    configuration and key parsing, one Durable Object round trip), BENCH_STARTS runs;
+// 3. resolve latency in workerd on loopback: the Worker under `wrangler dev --local`
+//    (the e2e harness's server), BENCH_RESOLVES sequential resolves each with a session
+//    cookie and with a bearer JWT, after a warm-up; client-side wall time per request.
+//
+// Prints markdown tables. Figures are wall time on this (shared, noisy) machine;
+// workerd locally reports no per-request CPU time, so none is claimed.
+import { readFile, stat, mkdtemp, rm } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+process.env.LATCHKEY_E2E_TARGET = 'workers';
+const { startServer, stopAll, login, resolve, runCli } = await import('../tests/e2e/harness.mjs');
+const { REPO, BUILD } = await import('../tests/e2e/lib/workers.mjs');
+
+const STARTS = Number(process.env.BENCH_STARTS || 10);
+const RESOLVES = Number(process.env.BENCH_RESOLVES || 500);
+
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
+const ms = (x) => x.toFixed(2);
+
+// 1. sizes
+const wasm = await readFile(path.join(BUILD, 'index_bg.wasm'));
+const shim = await readFile(path.join(BUILD, 'index.js'));
+console.log('| Bundle part | raw | gzip -9 |\n|---|---|---|');
+console.log(`| index_bg.wasm | ${(wasm.length / 1024).toFixed(0)} KiB | ${(gzipSync(wasm, { level: 9 }).length / 1024).toFixed(0)} KiB |`);
+console.log(`| index.js | ${(shim.length / 1024).toFixed(0)} KiB | ${(gzipSync(shim, { level: 9 }).length / 1024).toFixed(0)} KiB |`);
+
+// 2. start-up under Miniflare
+const { Miniflare } = await import(path.join(REPO, 'infra', 'cloudflare', 'node_modules', 'miniflare', 'dist', 'src', 'index.js'));
+const dir = await mkdtemp(path.join(os.tmpdir(), 'latchkey-bench-worker-'));
+const init = await runCli(['init', '--data-dir', dir, '--public-origin', 'http://127.0.0.1:8787']);
+if (init.code !== 0) throw new Error(init.stderr);
+const bindings = {
+  LATCHKEY_CONFIG: await readFile(path.join(dir, 'latchkey.yaml'), 'utf8'),
+  LATCHKEY_SECRETS: await readFile(path.join(dir, 'latchkey.secrets.yaml'), 'utf8'),
+};
+const starts = [];
+for (let i = 0; i < STARTS; i++) {
+  const t0 = performance.now();
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: path.join(BUILD, 'index.js'),
+    modulesRules: [{ type: 'ESModule', include: ['**/*.js'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    compatibilityDate: '2026-04-01',
+    durableObjects: { LATCHKEY_OBJECTS: 'LatchkeyObject' },
+    bindings,
+    cf: false,
+  });
+  const res = await mf.dispatchFetch('http://127.0.0.1:8787/healthz');
+  await res.text();
+  starts.push(performance.now() - t0);
+  if (res.status !== 200) throw new Error(`healthz answered ${res.status}`);
+  await mf.dispose();
+}
+await rm(dir, { recursive: true, force: true });
+console.log(`\n| Start-up under Miniflare (${STARTS} runs) | median | p90 |\n|---|---|---|`);
+console.log(`| new Miniflare → first /healthz answer | ${ms(pct(starts, 50))} ms | ${ms(pct(starts, 90))} ms |`);
+
+// 3. resolve latency in workerd (wrangler dev --local)
+const srv = await startServer({ algorithm: 'ES256', users: [{ username: 'bench' }] });
+try {
+  const l = await login(srv.origin, { username: 'bench' });
+  const cookie = `session=${l.browser.cookie('session')}`;
+  const bearer = l.tokens.access_token;
+  const rows = [];
+  for (const [name, cred] of [['session cookie', { cookie }], ['bearer JWT (ES256, same token)', { bearer }]]) {
+    for (let i = 0; i < 50; i++) await resolve(srv.origin, cred);
+    const times = [];
+    for (let i = 0; i < RESOLVES; i++) {
+      const t0 = performance.now();
+      const r = await resolve(srv.origin, cred);
+      times.push(performance.now() - t0);
+      if (r.ag['x-authgear-session-valid'] !== 'true') throw new Error(`${name}: resolve said ${JSON.stringify(r.ag)}`);
+    }
+    rows.push(`| ${name} | ${ms(pct(times, 50))} ms | ${ms(pct(times, 99))} ms |`);
+  }
+  console.log(`\n| Resolve in workerd on loopback (${RESOLVES} sequential) | p50 | p99 |\n|---|---|---|`);
+  for (const r of rows) console.log(r);
+} finally {
+  await stopAll();
+}

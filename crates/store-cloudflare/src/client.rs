@@ -1,0 +1,216 @@
+//! The [`Store`] over Durable Objects: each port method becomes one or a few commands
+//! to the objects that own the records, sent through an [`Objects`] transport (the
+//! Durable Object namespace on Workers; an in-process map in the native tests).
+
+use futures_util::future::join_all;
+use latchkey_store::{AuthCode, Counter, Redemption, Session, Store, StoreError, User};
+use latchkey_token::UnixSeconds;
+
+use crate::protocol::{Command, Reply, WireRedemption};
+
+/// Sends a command to the object with a name and returns its reply.
+#[allow(async_fn_in_trait)]
+pub trait Objects {
+    /// One request to the object `name` (created on first use).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if the object could not be reached or failed.
+    async fn call(&self, name: &str, command: &Command) -> Result<Reply, StoreError>;
+}
+
+/// The store: objects named `<prefix><kind>:<key>`.
+#[derive(Clone)]
+pub struct ObjectStore<T> {
+    objects: T,
+    prefix: String,
+}
+
+fn unexpected(reply: Reply) -> StoreError {
+    // A reply of the wrong shape means client and object disagree (a deploy of mixed
+    // versions): no answer, never a guess.
+    StoreError::Unavailable(format!("unexpected reply from a Durable Object: {reply:?}"))
+}
+
+impl<T: Objects> ObjectStore<T> {
+    /// A store over `objects`. `prefix` is prepended to every object name: empty in a
+    /// deployment, unique per run in tests, so that each run starts from an empty store.
+    pub fn new(objects: T, prefix: impl Into<String>) -> Self {
+        ObjectStore { objects, prefix: prefix.into() }
+    }
+
+    async fn call(&self, kind: &str, key: &str, command: Command) -> Result<Reply, StoreError> {
+        self.objects.call(&format!("{}{kind}:{key}", self.prefix), &command).await
+    }
+
+    async fn ok(&self, kind: &str, key: &str, command: Command, conflict: &str) -> Result<(), StoreError> {
+        match self.call(kind, key, command).await? {
+            Reply::Ok => Ok(()),
+            Reply::Conflict => Err(StoreError::Conflict(conflict.to_owned())),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Revokes each session of `ids` at once; returns how many this call revoked, and
+    /// their children.
+    async fn revoke_all(
+        &self,
+        ids: &[String],
+        now: UnixSeconds,
+        tombstone: bool,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let replies = join_all(
+            ids.iter().map(|id| self.call("session", id, Command::RevokeSession { id: id.clone(), now, tombstone })),
+        )
+        .await;
+        let mut newly = 0;
+        let mut children = Vec::new();
+        for reply in replies {
+            match reply? {
+                Reply::Revoked { newly: n, children: c } => {
+                    newly += u64::from(n);
+                    children.extend(c);
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok((newly, children))
+    }
+}
+
+impl<T: Objects> Store for ObjectStore<T> {
+    async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let conflict = format!("user {}", user.username);
+        self.ok("username", &user.username, Command::ClaimUsername { user_id: user.id.clone() }, &conflict).await?;
+        match self.ok("user", &user.id, Command::CreateUser { user: user.clone() }, &conflict).await {
+            Err(StoreError::Conflict(c)) => {
+                // The id is taken: give the name back (best effort; a stale claim only
+                // makes the name look taken, and lookups check the user record).
+                let _ =
+                    self.call("username", &user.username, Command::ReleaseUsername { user_id: user.id.clone() }).await;
+                Err(StoreError::Conflict(c))
+            }
+            other => other,
+        }
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        match self.call("user", id, Command::GetUser).await? {
+            Reply::User { user } => Ok(user),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let user_id = match self.call("username", username, Command::LookupUsername).await? {
+            Reply::UserId { user_id: Some(id) } => id,
+            Reply::UserId { user_id: None } => return Ok(None),
+            other => return Err(unexpected(other)),
+        };
+        // The claim comes first when a user is created: a claim whose user record does
+        // not exist (yet, or after a failed creation) is no user.
+        Ok(self.user_by_id(&user_id).await?.filter(|u| u.username == username))
+    }
+
+    async fn set_user_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        reason: Option<&str>,
+        now: UnixSeconds,
+    ) -> Result<bool, StoreError> {
+        let command = Command::SetUserDisabled { disabled, reason: reason.map(str::to_owned) };
+        let (exists, sessions) = match self.call("user", id, command).await? {
+            Reply::Disabled { exists, sessions } => (exists, sessions),
+            other => return Err(unexpected(other)),
+        };
+        // Every endpoint checks the user record on each use, so the user is locked out
+        // from here on; revoking the sessions makes it permanent (enabling again does
+        // not revive them). Only then does this return.
+        if disabled && !sessions.is_empty() {
+            self.revoke_all(&sessions, now, false).await?;
+        }
+        Ok(exists)
+    }
+
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        // Links first, the session last: a revocation of the parent or of all of the
+        // user's sessions that runs meanwhile finds the link and revokes the id (a
+        // tombstone when it does not exist yet), and the creation then fails.
+        if let Some(parent) = &session.parent_id {
+            self.ok("session", parent, Command::AddChild { child_id: session.id.clone() }, "link").await?;
+        }
+        if !session.user_id.is_empty() {
+            let expires_at = session.created_at.saturating_add(session.lifetime.lifetime_seconds);
+            let index = Command::IndexSession { session_id: session.id.clone(), expires_at, now: session.created_at };
+            self.ok("user", &session.user_id, index, "index").await?;
+        }
+        let conflict = format!("session {}", session.id);
+        self.ok("session", &session.id, Command::CreateSession { session: session.clone() }, &conflict).await
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        match self.call("session", id, Command::GetSession).await? {
+            Reply::Session { session } => Ok(session),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn swap_session(&self, next: &Session, expected_version: u64) -> Result<bool, StoreError> {
+        match self.call("session", &next.id, Command::SwapSession { next: next.clone(), expected_version }).await? {
+            Reply::Bool { value } => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn touch_session(&self, id: &str, at: UnixSeconds) -> Result<(), StoreError> {
+        self.ok("session", id, Command::TouchSession { at }, "touch").await
+    }
+
+    async fn revoke_session(&self, id: &str, now: UnixSeconds) -> Result<(), StoreError> {
+        let (_, children) = self.revoke_all(&[id.to_owned()], now, true).await?;
+        // Children too, tombstoned if they are still being created.
+        self.revoke_all(&children, now, true).await?;
+        Ok(())
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<u64, StoreError> {
+        let ids = match self.call("user", user_id, Command::UserSessions).await? {
+            Reply::Ids { ids } => ids,
+            other => return Err(unexpected(other)),
+        };
+        Ok(self.revoke_all(&ids, now, false).await?.0)
+    }
+
+    async fn put_code(&self, code: &AuthCode) -> Result<(), StoreError> {
+        self.ok("code", &code.hash, Command::PutCode { code: code.clone() }, "code").await
+    }
+
+    async fn redeem_code(&self, hash: &str, session_id: &str, now: UnixSeconds) -> Result<Redemption, StoreError> {
+        match self.call("code", hash, Command::RedeemCode { session_id: session_id.to_owned(), now }).await? {
+            Reply::Redemption { outcome } => Ok(match outcome {
+                WireRedemption::Redeemed { code } => Redemption::Redeemed(code),
+                WireRedemption::Replayed { session_id } => Redemption::Replayed { session_id },
+                WireRedemption::Unknown => Redemption::Unknown,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn bump_counter(&self, key: &str, now: UnixSeconds, ttl: u64) -> Result<Counter, StoreError> {
+        match self.call("counter", key, Command::BumpCounter { now, ttl }).await? {
+            Reply::Counter { counter: Some(c) } => Ok(c.into()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn counter(&self, key: &str, now: UnixSeconds) -> Result<Option<Counter>, StoreError> {
+        match self.call("counter", key, Command::GetCounter { now }).await? {
+            Reply::Counter { counter } => Ok(counter.map(Into::into)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
+        self.ok("counter", key, Command::ResetCounter, "counter").await
+    }
+}

@@ -1,0 +1,119 @@
+//! What the store client sends a Durable Object and what it answers: one JSON
+//! [`Command`] per request, one JSON [`Reply`] per response.
+
+use latchkey_store::{AuthCode, Counter, Session, User};
+use latchkey_token::UnixSeconds;
+use serde::{Deserialize, Serialize};
+
+/// One operation on one object. Each command belongs to one kind of object, named by
+/// the prefix in its description (see the crate docs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// `username:` — claim the name for `user_id` (idempotent for the same id).
+    ClaimUsername { user_id: String },
+    /// `username:` — drop the claim if `user_id` holds it.
+    ReleaseUsername { user_id: String },
+    /// `username:` — who holds the name.
+    LookupUsername,
+    /// `user:` — insert the user record.
+    CreateUser { user: User },
+    /// `user:` — the user record.
+    GetUser,
+    /// `user:` — disable or enable; answers the user's indexed sessions.
+    SetUserDisabled { disabled: bool, reason: Option<String> },
+    /// `user:` — add a session to the user's index (pruning expired entries).
+    IndexSession { session_id: String, expires_at: UnixSeconds, now: UnixSeconds },
+    /// `user:` — every indexed session id.
+    UserSessions,
+    /// `session:` — insert the session.
+    CreateSession { session: Session },
+    /// `session:` — the session.
+    GetSession,
+    /// `session:` — compare-and-swap on the version.
+    SwapSession { next: Session, expected_version: u64 },
+    /// `session:` — record a use.
+    TouchSession { at: UnixSeconds },
+    /// `session:` — revoke the session `id` (this object's); with `tombstone`, an
+    /// unknown id is recorded as revoked.
+    RevokeSession { id: String, now: UnixSeconds, tombstone: bool },
+    /// `session:` — link a child session, so that revoking this one revokes it.
+    AddChild { child_id: String },
+    /// `code:` — insert the code.
+    PutCode { code: AuthCode },
+    /// `code:` — redeem at most once.
+    RedeemCode { session_id: String, now: UnixSeconds },
+    /// `counter:` — count a hit.
+    BumpCounter { now: UnixSeconds, ttl: u64 },
+    /// `counter:` — the live counter.
+    GetCounter { now: UnixSeconds },
+    /// `counter:` — forget it.
+    ResetCounter,
+}
+
+/// An abuse counter on the wire ([`Counter`] itself is not serialisable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCounter {
+    /// Hits.
+    pub count: u32,
+    /// First hit.
+    pub first_at: UnixSeconds,
+    /// Latest hit.
+    pub last_at: UnixSeconds,
+}
+
+impl From<Counter> for WireCounter {
+    fn from(c: Counter) -> Self {
+        WireCounter { count: c.count, first_at: c.first_at, last_at: c.last_at }
+    }
+}
+
+impl From<WireCounter> for Counter {
+    fn from(c: WireCounter) -> Self {
+        Counter { count: c.count, first_at: c.first_at, last_at: c.last_at }
+    }
+}
+
+/// The answer to a [`Command`].
+// Short-lived, one per request: boxing the session would cost more than it saves.
+#[allow(clippy::large_enum_variant, reason = "one short-lived value per request")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// Done.
+    Ok,
+    /// The key already exists.
+    Conflict,
+    /// A yes/no answer (a swap, whether a user exists).
+    Bool { value: bool },
+    /// The holder of a username.
+    UserId { user_id: Option<String> },
+    /// A user record.
+    User { user: Option<User> },
+    /// A session record.
+    Session { session: Option<Session> },
+    /// Session ids (a user's index).
+    Ids { ids: Vec<String> },
+    /// The result of disabling or enabling a user: whether it exists, and the sessions
+    /// to revoke (when disabling).
+    Disabled { exists: bool, sessions: Vec<String> },
+    /// The result of a revocation: whether this call revoked it, and its children.
+    Revoked { newly: bool, children: Vec<String> },
+    /// The result of redeeming a code.
+    Redemption { outcome: WireRedemption },
+    /// A counter.
+    Counter { counter: Option<WireCounter> },
+}
+
+/// [`latchkey_store::Redemption`] on the wire.
+#[allow(clippy::large_enum_variant, reason = "one short-lived value per request")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WireRedemption {
+    /// First redemption.
+    Redeemed { code: AuthCode },
+    /// Already redeemed by this session.
+    Replayed { session_id: String },
+    /// No such code, or expired.
+    Unknown,
+}
