@@ -4,7 +4,7 @@
 // HTML on authorize / end_session.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, login, raw, rawSocket, req, BACKEND_SECRET, basicAuth } from './harness.mjs';
+import { startServer, login, raw, rawSocket, req, BACKEND_SECRET, basicAuth, TARGET } from './harness.mjs';
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 const BIG = Buffer.alloc(100 * 1024, 'a');
@@ -155,7 +155,15 @@ describe('bad input', { timeout: 120000 }, () => {
         Buffer.from(`GET ${path}?${key}=`), Buffer.from([0xff]),
         Buffer.from(` HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${path === '/oauth2/userinfo' ? `Authorization: Bearer ${at}\r\n` : ''}\r\n`),
       ]));
-      c.check(() => assert.equal(rs.status, 400, `GET ${path}?${key}=<raw 0xFF>: ${rs.status} ${rs.text.slice(0, 100)}`));
+      if (TARGET === 'workers') {
+        // The Workers runtime parses the request line itself and re-encodes a raw
+        // non-ASCII byte as a valid UTF-8 percent-escape (the URL standard) before the
+        // Worker runs: Latchkey receives a well-formed value and judges that. Such a
+        // request must still never fail.
+        c.check(() => assert.ok([200, 302, 400].includes(rs.status), `GET ${path}?${key}=<raw 0xFF>: ${rs.status} ${rs.text.slice(0, 100)}`));
+      } else {
+        c.check(() => assert.equal(rs.status, 400, `GET ${path}?${key}=<raw 0xFF>: ${rs.status} ${rs.text.slice(0, 100)}`));
+      }
     }
     c.done();
   });
@@ -294,7 +302,9 @@ describe('bad input', { timeout: 120000 }, () => {
       .catch(() => {});
     // garbage instead of HTTP
     const g = await rawSocket(srv.origin, Buffer.from('\x00\x01\x02 hello\r\n\r\n'), { timeoutMs: 3000 }).catch(() => ({ status: 400 }));
-    assert.ok(g.status < 500, `garbage request line: ${g.status}`);
+    // (Under wrangler dev, the local proxy in front of workerd answers a request that is
+    // not HTTP with 501 before any Worker runs; on Cloudflare the edge refuses it.)
+    assert.ok(g.status < 500 || (TARGET === 'workers' && g.status === 501), `garbage request line: ${g.status}`);
     // the server is still healthy
     assert.equal((await req(`${srv.origin}/oauth2/jwks`)).status, 200, 'still serving after odd requests');
   });

@@ -51,7 +51,9 @@ export const CLAIM = {
   roles: 'https://authgear.com/claims/user/roles',
 };
 
-const FETCH_TIMEOUT_MS = 15000;
+// workerd under wrangler dev runs the Worker's isolate on one thread, and RSA signing
+// in wasm takes tens of milliseconds: a 50-way refresh race queues for seconds there.
+const FETCH_TIMEOUT_MS = TARGET === 'workers' ? 60000 : 15000;
 
 // ---------------------------------------------------------------------------
 // processes

@@ -53,6 +53,21 @@ where
 /// # Panics
 /// On the first failed expectation, naming it.
 pub async fn run_all_async<S: Store>(store: &S) {
+    run_all_async_sized(store, &[50, 200], &[20, 100], 5).await;
+}
+
+/// [`run_all_async`] with the sizes of its races: concurrent refreshes of one token
+/// (`refreshes`), concurrent redemptions of one code (`redemptions`), and rounds of 16
+/// refreshers racing a revocation (`revoke_rounds`).
+///
+/// # Panics
+/// On the first failed expectation, naming it.
+pub async fn run_all_async_sized<S: Store>(
+    store: &S,
+    refreshes: &[usize],
+    redemptions: &[usize],
+    revoke_rounds: usize,
+) {
     users(store).await;
     sessions_and_swap(store).await;
     revocation_cascades(store).await;
@@ -60,7 +75,7 @@ pub async fn run_all_async<S: Store>(store: &S) {
     codes(store).await;
     rotation(store).await;
     counters(store).await;
-    for n in [50, 200] {
+    for &n in refreshes {
         let sid = format!("t-race-{n}");
         let presented = format!("race-{n}-0");
         store.create_session(&token_session(&sid, "u4", None, &presented)).await.unwrap();
@@ -76,7 +91,7 @@ pub async fn run_all_async<S: Store>(store: &S) {
         let session = store.session(&sid).await.unwrap().unwrap();
         check_concurrent_refresh(n, &presented, &outcomes, session);
     }
-    for n in [20, 100] {
+    for &n in redemptions {
         let hash = format!("code-race-{n}");
         store.put_code(&code(&hash, NOW + 300)).await.unwrap();
         let results = join_all((0..n).map(|i| {
@@ -87,7 +102,7 @@ pub async fn run_all_async<S: Store>(store: &S) {
         let late = store.redeem_code(&hash, "sess-late", NOW).await.unwrap();
         check_code_race(n, &results, late);
     }
-    for round in 0..5 {
+    for round in 0..revoke_rounds {
         let sid = &format!("t-revoke-same-{round}");
         store.create_session(&token_session(sid, "u5", None, "same-0")).await.unwrap();
         let (revoke, logs) = revocation_race_async(store, 16, sid, 2 + round, |t, attempt| async move {

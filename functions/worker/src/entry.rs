@@ -73,6 +73,8 @@ fn app(env: &Env) -> Result<Rc<WorkerApp>, String> {
         return Ok(app);
     }
     let app = Rc::new(load(env)?);
+    // The local server's start-up line: this isolate now serves.
+    tracing::info!(runtime = "workers", "latchkey listening on the Workers runtime");
     APP.with(|cell| {
         let _ = cell.set(app.clone());
     });
@@ -197,7 +199,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 }
 
 /// Runs the store conformance suite against this deployment's Durable Objects, under
-/// a fresh name prefix (`?run=ID`), and answers 200 once every check passed. A failed
+/// a fresh name prefix (`?run=ID`; `refresh`, `redeem`, `revoke_rounds` size the races),
+/// and answers 200 once every check passed. A failed
 /// check panics, which fails the request with the check's message in the log.
 #[cfg(feature = "conformance")]
 async fn conformance(req: &Request, env: &Env) -> worker::Result<Response> {
@@ -206,7 +209,13 @@ async fn conformance(req: &Request, env: &Env) -> worker::Result<Response> {
     if run.is_empty() {
         return Response::error("?run=ID is required", 400);
     }
+    let size = |name: &str, default: usize| {
+        url.query_pairs().find(|(k, _)| k == name).and_then(|(_, v)| v.parse().ok()).unwrap_or(default)
+    };
+    let (refresh, redeem, rounds) = (size("refresh", 200), size("redeem", 100), size("revoke_rounds", 5));
     let store = ObjectStore::new(Namespace(env.durable_object("LATCHKEY_OBJECTS")?), format!("conformance/{run}/"));
-    latchkey_store::conformance::run_all_async(&store).await;
+    // The native suite's smaller race first, then the requested size (once if equal).
+    let sizes = |small: usize, n: usize| if n > small { vec![small, n] } else { vec![n] };
+    latchkey_store::conformance::run_all_async_sized(&store, &sizes(50, refresh), &sizes(20, redeem), rounds).await;
     Response::ok("conformance: every check passed")
 }

@@ -73,7 +73,7 @@ export async function startWorker({ port, dataDir, build = BUILD, extraEnv = {} 
   // Its own inspector port too: the default (9229) is one per machine.
   const inspectorPort = await freePort();
   const proc = spawn(WRANGLER, ['dev', '--local', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort), '--config', config,
-    '--persist-to', path.join(dataDir, 'wrangler-state'), '--show-interactive-dev-session=false', '--log-level', 'info'], {
+    '--persist-to', path.join(dataDir, 'wrangler-state'), '--show-interactive-dev-session=false'], {
     cwd: dir,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
