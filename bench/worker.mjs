@@ -42,6 +42,8 @@ if (init.code !== 0) throw new Error(init.stderr);
 const bindings = {
   LATCHKEY_CONFIG: await readFile(path.join(dir, 'latchkey.yaml'), 'utf8'),
   LATCHKEY_SECRETS: await readFile(path.join(dir, 'latchkey.secrets.yaml'), 'utf8'),
+  // Miniflare prints the Worker's console on this process's stdout, which is the table.
+  LATCHKEY_LOG: 'error',
 };
 const starts = [];
 for (let i = 0; i < STARTS; i++) {

@@ -1,13 +1,13 @@
 // The store conformance suite against real Durable Objects in workerd: the Worker
 // built with `--features conformance` (scripts/build-worker build-conformance
-// --features conformance) runs latchkey_store::conformance::run_all_async_sized — every
-// check of the suite, with the 50-way concurrent refresh, the 20-way code redemption
-// and two rounds of 16 refreshers racing a revocation (RACES below; local workerd
-// keeps a file open per Durable Object and runs out of descriptors with the native
-// suite's 200-way sizes, which the in-process run of the same logic covers) — against its own
-// LATCHKEY_OBJECTS namespace under wrangler dev, and answers 200 only if every check
-// passed. A failed check panics inside the Worker: the request fails and the check's
-// message is in the log printed here.
+// --features conformance) runs latchkey_store::conformance::run_async_part against its
+// own LATCHKEY_OBJECTS namespace under wrangler dev: every check of the suite, the 50-
+// and 200-way concurrent refresh, the 20- and 100-way code redemption and five rounds
+// of 16 refreshers racing a revocation, one part per request (workerd holds every
+// subrequest of a request until it ends, and the whole suite in one request runs out
+// of file descriptors), in order, against one store. A part answers 200 only if every
+// check passed; a failed check panics inside the Worker, and the request fails with the
+// check's message in the log printed here.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -18,7 +18,8 @@ import { startWorker, REPO } from '../e2e/lib/workers.mjs';
 import { freePort } from '../e2e/lib/net.mjs';
 import { runCli } from '../e2e/harness.mjs';
 
-const RACES = process.env.LATCHKEY_CONFORMANCE_RACES || 'refresh=50&redeem=20&revoke_rounds=2';
+const PARTS = (process.env.LATCHKEY_CONFORMANCE_PARTS || ['sequential', 'refresh:50', 'refresh:200', 'redeem:20', 'redeem:100',
+  'revoke:0', 'revoke:1', 'revoke:2', 'revoke:3', 'revoke:4'].join(',')).split(',');
 const BUILD = process.env.LATCHKEY_WORKER_CONFORMANCE_BUILD || path.join(REPO, 'functions', 'worker', 'build-conformance');
 
 describe('store conformance on Durable Objects (workerd)', () => {
@@ -39,13 +40,15 @@ describe('store conformance on Durable Objects (workerd)', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('passes every check of the suite, races included', async () => {
-    const run = crypto.randomBytes(6).toString('hex');
-    const res = await fetch(`http://127.0.0.1:${port}/__conformance?run=${run}&${RACES}`, { method: 'POST', signal: AbortSignal.timeout(300000) })
-      .catch((e) => ({ status: 0, text: async () => String(e) }));
-    const body = await res.text();
-    assert.equal(res.status, 200, `conformance run failed (${res.status}): ${body}\n--- worker log ---\n${worker.logs()}`);
-    assert.match(body, /every check passed/);
-  });
+  const run = crypto.randomBytes(6).toString('hex');
+  for (const part of PARTS) {
+    it(`part ${part}: every check passes`, async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/__conformance?run=${run}&part=${part}`, { method: 'POST', signal: AbortSignal.timeout(300000) })
+        .catch((e) => ({ status: 0, text: async () => String(e) }));
+      const body = await res.text();
+      assert.equal(res.status, 200, `conformance part ${part} failed (${res.status}): ${body}\n--- worker log ---\n${worker.logs().slice(-20000)}`);
+      assert.match(body, /every check passed/);
+    });
+  }
 
 });

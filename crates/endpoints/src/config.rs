@@ -796,21 +796,6 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Found by the `config` fuzz target (fuzz/regressions/config/empty-key-error-path.yaml):
-    /// an error at the document root must still name where it is.
-    #[test]
-    fn errors_at_the_root_name_the_document() {
-        for text in ["&r", "", "- 1", "x"] {
-            let e = parse_yaml::<RawConfig>(text).unwrap_err();
-            assert!(!e.path.is_empty(), "{text:?} gave an empty path: {e}");
-        }
-    }
-}
-
 /// The configuration text with `http.public_origin` and `http.cookie_domain` replaced
 /// where the deployment sets them (Lambda and Workers take both from their platform's
 /// variables, so that one `latchkey.yaml` serves every stage). Without either, the text
@@ -841,4 +826,19 @@ pub fn with_http_overrides(
         http.insert("cookie_domain".into(), domain.into());
     }
     serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `config` fuzz target (fuzz/regressions/config/empty-key-error-path.yaml):
+    /// an error at the document root must still name where it is.
+    #[test]
+    fn errors_at_the_root_name_the_document() {
+        for text in ["&r", "", "- 1", "x"] {
+            let e = parse_yaml::<RawConfig>(text).unwrap_err();
+            assert!(!e.path.is_empty(), "{text:?} gave an empty path: {e}");
+        }
+    }
 }

@@ -3,10 +3,10 @@
 //! Durable Object namespace on Workers; an in-process map in the native tests).
 
 use futures_util::future::join_all;
-use latchkey_store::{AuthCode, Counter, Redemption, Session, Store, StoreError, User};
+use latchkey_store::{AuthCode, Counter, Redemption, RefreshOutcome, Session, Store, StoreError, User};
 use latchkey_token::UnixSeconds;
 
-use crate::protocol::{Command, Reply, WireRedemption};
+use crate::protocol::{Command, Reply, WireRedemption, WireRefresh};
 
 /// Sends a command to the object with a name and returns its reply.
 #[allow(async_fn_in_trait)]
@@ -158,6 +158,38 @@ impl<T: Objects> Store for ObjectStore<T> {
     async fn swap_session(&self, next: &Session, expected_version: u64) -> Result<bool, StoreError> {
         match self.call("session", &next.id, Command::SwapSession { next: next.clone(), expected_version }).await? {
             Reply::Bool { value } => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One command to the session's object, which decides and writes in one step: the
+    /// object serialises concurrent refreshes, so none has to retry a lost swap.
+    async fn present_refresh(
+        &self,
+        session_id: &str,
+        presented_hash: &str,
+        successor_hash: &str,
+        rotate: bool,
+        now: UnixSeconds,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let command = Command::Refresh {
+            presented_hash: presented_hash.to_owned(),
+            successor_hash: successor_hash.to_owned(),
+            rotate,
+            now,
+        };
+        match self.call("session", session_id, command).await? {
+            Reply::Refreshed { outcome } => Ok(match outcome {
+                WireRefresh::Rotated { session } => RefreshOutcome::Rotated(session),
+                WireRefresh::Retried { session } => RefreshOutcome::Retried(session),
+                WireRefresh::Kept { session } => RefreshOutcome::Kept(session),
+                WireRefresh::ReuseDetected { children } => {
+                    // The session itself is revoked; its children go the same way.
+                    self.revoke_all(&children, now, true).await?;
+                    RefreshOutcome::ReuseDetected
+                }
+                WireRefresh::Invalid => RefreshOutcome::Invalid,
+            }),
             other => Err(unexpected(other)),
         }
     }

@@ -7,7 +7,7 @@
 //!
 //! | object | holds | serialises |
 //! |---|---|---|
-//! | `session:<id>` | the session, and the ids of its child sessions | refresh rotation (compare-and-swap on the version), revocation, last use |
+//! | `session:<id>` | the session, and the ids of its child sessions | refresh rotation (decided and written inside the object, one request per refresh), revocation, last use |
 //! | `user:<id>` | the user record and the index of the user's sessions | disable/enable; the index lets disabling revoke every session |
 //! | `username:<name>` | which user id holds the name | unique usernames |
 //! | `code:<hash>` | an authorization code and who redeemed it | single use |
@@ -17,7 +17,11 @@
 //! pure function, and writes the result back before it answers. The Workers runtime
 //! delivers no other request to the object while its storage operations run (input
 //! gates) and sends no answer before its writes are durable (output gates), so each
-//! command is atomic and acknowledged only once stored. The [`ObjectStore`] client turns
+//! command is atomic and acknowledged only once stored. A refresh is one command: the
+//! session's object applies `latchkey_store::decide` to its own record
+//! ([`Store::present_refresh`](latchkey_store::Store::present_refresh)), so n concurrent
+//! refreshes of one token are n requests served in turn, not a compare-and-swap race in
+//! which every loser reads and tries again. The [`ObjectStore`] client turns
 //! each port method into commands; methods that touch several records (creating a
 //! child session, revoking a parent, disabling a user) order their commands so that a
 //! concurrent revocation always wins, as the crate docs of each method say.

@@ -7,7 +7,8 @@ use latchkey_store::{AuthCode, Session, User};
 use latchkey_token::UnixSeconds;
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Command, Reply, WireCounter, WireRedemption};
+use crate::protocol::{Command, Reply, WireCounter, WireRedemption, WireRefresh};
+use latchkey_store::{RefreshDecision, decide};
 
 /// How long a revoked-but-unknown session id (a tombstone) and a redeemed or expired
 /// code are kept, so that a late replay is still recognised.
@@ -149,6 +150,37 @@ pub fn apply(record: &mut Record, command: Command) -> (Reply, Effect) {
             }
             _ => (Reply::Ok, read),
         },
+        Command::Refresh { presented_hash, successor_hash, rotate, now } => {
+            let Some(session) = record.session.as_mut() else {
+                return (Reply::Refreshed { outcome: WireRefresh::Invalid }, read);
+            };
+            match decide(session, &presented_hash, &successor_hash, rotate, now) {
+                RefreshDecision::Invalid => (Reply::Refreshed { outcome: WireRefresh::Invalid }, read),
+                RefreshDecision::Keep { touch } => {
+                    if touch {
+                        session.last_used_at = session.last_used_at.max(now);
+                    }
+                    (
+                        Reply::Refreshed { outcome: WireRefresh::Kept { session: session.clone() } },
+                        Effect { write: touch, expire_in: None },
+                    )
+                }
+                RefreshDecision::Reuse => {
+                    revoke(session, now);
+                    let children = record.children.clone();
+                    (Reply::Refreshed { outcome: WireRefresh::ReuseDetected { children } }, write)
+                }
+                RefreshDecision::Swap { next, retried } => {
+                    *session = next.clone();
+                    let outcome = if retried {
+                        WireRefresh::Retried { session: next }
+                    } else {
+                        WireRefresh::Rotated { session: next }
+                    };
+                    (Reply::Refreshed { outcome }, write)
+                }
+            }
+        }
         Command::RevokeSession { id, now, tombstone } => {
             let children = record.children.clone();
             match record.session.as_mut() {

@@ -34,6 +34,8 @@ pub enum Command {
     SwapSession { next: Session, expected_version: u64 },
     /// `session:` — record a use.
     TouchSession { at: UnixSeconds },
+    /// `session:` — present a refresh token: the whole decision and its write, here.
+    Refresh { presented_hash: String, successor_hash: String, rotate: bool, now: UnixSeconds },
     /// `session:` — revoke the session `id` (this object's); with `tombstone`, an
     /// unknown id is recorded as revoked.
     RevokeSession { id: String, now: UnixSeconds, tombstone: bool },
@@ -103,6 +105,25 @@ pub enum Reply {
     Redemption { outcome: WireRedemption },
     /// A counter.
     Counter { counter: Option<WireCounter> },
+    /// The result of presenting a refresh token.
+    Refreshed { outcome: WireRefresh },
+}
+
+/// [`latchkey_store::RefreshOutcome`] on the wire.
+#[allow(clippy::large_enum_variant, reason = "one short-lived value per request")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WireRefresh {
+    /// Rotated.
+    Rotated { session: Session },
+    /// A retry of the previous token.
+    Retried { session: Session },
+    /// Rotation off: the token stays.
+    Kept { session: Session },
+    /// A retired token: the session is revoked; its children must be revoked too.
+    ReuseDetected { children: Vec<String> },
+    /// Nothing usable.
+    Invalid,
 }
 
 /// [`latchkey_store::Redemption`] on the wire.

@@ -53,65 +53,107 @@ where
 /// # Panics
 /// On the first failed expectation, naming it.
 pub async fn run_all_async<S: Store>(store: &S) {
-    run_all_async_sized(store, &[50, 200], &[20, 100], 5).await;
+    for part in AsyncPart::ALL {
+        run_async_part(store, part).await;
+    }
 }
 
-/// [`run_all_async`] with the sizes of its races: concurrent refreshes of one token
-/// (`refreshes`), concurrent redemptions of one code (`redemptions`), and rounds of 16
-/// refreshers racing a revocation (`revoke_rounds`).
+/// One part of the single-threaded suite. A runtime that charges resources per
+/// incoming request (workerd keeps every subrequest of a request until it ends) runs
+/// each part as a request of its own, in this order, against one store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsyncPart {
+    /// Every check that is not a race.
+    Sequential,
+    /// `n` concurrent refreshes of one token.
+    Refresh(usize),
+    /// `n` concurrent redemptions of one code.
+    Redeem(usize),
+    /// Round `k` of 16 refreshers racing a revocation.
+    RevokeRace(usize),
+}
+
+impl AsyncPart {
+    /// The whole suite, with the native suite's sizes.
+    pub const ALL: [AsyncPart; 10] = [
+        AsyncPart::Sequential,
+        AsyncPart::Refresh(50),
+        AsyncPart::Refresh(200),
+        AsyncPart::Redeem(20),
+        AsyncPart::Redeem(100),
+        AsyncPart::RevokeRace(0),
+        AsyncPart::RevokeRace(1),
+        AsyncPart::RevokeRace(2),
+        AsyncPart::RevokeRace(3),
+        AsyncPart::RevokeRace(4),
+    ];
+
+    /// Parses `sequential`, `refresh:N`, `redeem:N` or `revoke:K`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (name, n) = s.split_once(':').unwrap_or((s, ""));
+        match (name, n.parse::<usize>()) {
+            ("sequential", _) if n.is_empty() => Some(AsyncPart::Sequential),
+            ("refresh", Ok(n)) if (1..=1000).contains(&n) => Some(AsyncPart::Refresh(n)),
+            ("redeem", Ok(n)) if (1..=1000).contains(&n) => Some(AsyncPart::Redeem(n)),
+            ("revoke", Ok(k)) if k < 100 => Some(AsyncPart::RevokeRace(k)),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one [`AsyncPart`] against `store` (see [`run_all_async`]).
 ///
 /// # Panics
 /// On the first failed expectation, naming it.
-pub async fn run_all_async_sized<S: Store>(
-    store: &S,
-    refreshes: &[usize],
-    redemptions: &[usize],
-    revoke_rounds: usize,
-) {
-    users(store).await;
-    sessions_and_swap(store).await;
-    revocation_cascades(store).await;
-    disabling_revokes(store).await;
-    codes(store).await;
-    rotation(store).await;
-    counters(store).await;
-    for &n in refreshes {
-        let sid = format!("t-race-{n}");
-        let presented = format!("race-{n}-0");
-        store.create_session(&token_session(&sid, "u4", None, &presented)).await.unwrap();
-        let outcomes = join_all((0..n).map(|i| {
-            let (sid, presented) = (&sid, &presented);
-            async move {
-                let successor = format!("race-{n}-succ-{i}");
-                let out = refresh(store, sid, presented, &successor, true, NOW + 20).await;
-                (successor, out)
-            }
-        }))
-        .await;
-        let session = store.session(&sid).await.unwrap().unwrap();
-        check_concurrent_refresh(n, &presented, &outcomes, session);
-    }
-    for &n in redemptions {
-        let hash = format!("code-race-{n}");
-        store.put_code(&code(&hash, NOW + 300)).await.unwrap();
-        let results = join_all((0..n).map(|i| {
-            let hash = &hash;
-            async move { store.redeem_code(hash, &format!("sess-{n}-{i}"), NOW).await.expect("redeem") }
-        }))
-        .await;
-        let late = store.redeem_code(&hash, "sess-late", NOW).await.unwrap();
-        check_code_race(n, &results, late);
-    }
-    for round in 0..revoke_rounds {
-        let sid = &format!("t-revoke-same-{round}");
-        store.create_session(&token_session(sid, "u5", None, "same-0")).await.unwrap();
-        let (revoke, logs) = revocation_race_async(store, 16, sid, 2 + round, |t, attempt| async move {
-            refresh(store, sid, "same-0", &format!("same-{t}-{attempt}"), true, NOW + 30).await
-        })
-        .await;
-        let current = store.session(sid).await.unwrap().unwrap().refresh.unwrap().current;
-        let what = format!("same-token refresh vs revoke, round {round}");
-        check_revocation_race(&what, store, sid, &["same-0", &current], revoke, &logs).await;
+pub async fn run_async_part<S: Store>(store: &S, part: AsyncPart) {
+    match part {
+        AsyncPart::Sequential => {
+            users(store).await;
+            sessions_and_swap(store).await;
+            revocation_cascades(store).await;
+            disabling_revokes(store).await;
+            codes(store).await;
+            rotation(store).await;
+            counters(store).await;
+        }
+        AsyncPart::Refresh(n) => {
+            let sid = format!("t-race-{n}");
+            let presented = format!("race-{n}-0");
+            store.create_session(&token_session(&sid, "u4", None, &presented)).await.unwrap();
+            let outcomes = join_all((0..n).map(|i| {
+                let (sid, presented) = (&sid, &presented);
+                async move {
+                    let successor = format!("race-{n}-succ-{i}");
+                    let out = refresh(store, sid, presented, &successor, true, NOW + 20).await;
+                    (successor, out)
+                }
+            }))
+            .await;
+            let session = store.session(&sid).await.unwrap().unwrap();
+            check_concurrent_refresh(n, &presented, &outcomes, session);
+        }
+        AsyncPart::Redeem(n) => {
+            let hash = format!("code-race-{n}");
+            store.put_code(&code(&hash, NOW + 300)).await.unwrap();
+            let results = join_all((0..n).map(|i| {
+                let hash = &hash;
+                async move { store.redeem_code(hash, &format!("sess-{n}-{i}"), NOW).await.expect("redeem") }
+            }))
+            .await;
+            let late = store.redeem_code(&hash, "sess-late", NOW).await.unwrap();
+            check_code_race(n, &results, late);
+        }
+        AsyncPart::RevokeRace(round) => {
+            let sid = &format!("t-revoke-same-{round}");
+            store.create_session(&token_session(sid, "u5", None, "same-0")).await.unwrap();
+            let (revoke, logs) = revocation_race_async(store, 16, sid, 2 + round, |t, attempt| async move {
+                refresh(store, sid, "same-0", &format!("same-{t}-{attempt}"), true, NOW + 30).await
+            })
+            .await;
+            let current = store.session(sid).await.unwrap().unwrap().refresh.unwrap().current;
+            let what = format!("same-token refresh vs revoke, round {round}");
+            check_revocation_race(&what, store, sid, &["same-0", &current], revoke, &logs).await;
+        }
     }
 }
 

@@ -8,6 +8,11 @@
 //! their sessions in the same write). Methods are `async fn` with no `Send` bound,
 //! because Workers futures are not `Send`; native runtimes run them on a per-core
 //! executor. Implementations must never read the clock: `now` is a parameter.
+//!
+//! A refresh is decided once, by [`decide`]; [`Store::present_refresh`] applies it. Its
+//! default is the compare-and-swap procedure [`refresh_by_swap`] (SQLite, DynamoDB,
+//! memory); a backend that runs code where the session lives overrides it and applies
+//! the decision there in one step (Durable Objects).
 //! Secrets are stored as SHA-256 hashes only; the store never sees a token.
 
 mod counters;
@@ -20,7 +25,7 @@ pub mod conformance;
 pub use counters::{Counter, MemoryCounters};
 pub use memory::MemoryStore;
 pub use model::{AuthCode, Redemption, Session, SessionKind, User};
-pub use refresh::{RefreshOutcome, refresh};
+pub use refresh::{RefreshDecision, RefreshOutcome, decide, refresh, refresh_by_swap};
 
 use latchkey_token::UnixSeconds;
 use thiserror::Error;
@@ -96,6 +101,23 @@ pub trait Store {
     /// # Errors
     /// [`StoreError::Unavailable`] on backend failure.
     async fn swap_session(&self, next: &Session, expected_version: u64) -> Result<bool, StoreError>;
+
+    /// Presents a refresh token (see [`refresh`]). The default runs [`refresh_by_swap`]
+    /// over [`Store::swap_session`]; a backend that can apply [`decide`] where the
+    /// session lives, serialised there (a Durable Object), overrides it with one call.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn present_refresh(
+        &self,
+        session_id: &str,
+        presented_hash: &str,
+        successor_hash: &str,
+        rotate: bool,
+        now: UnixSeconds,
+    ) -> Result<RefreshOutcome, StoreError> {
+        refresh_by_swap(self, session_id, presented_hash, successor_hash, rotate, now).await
+    }
 
     /// Records a use: sets `last_used_at` to `at` if it is later than the stored value.
     /// Does not change the version (a use never conflicts with a rotation).
