@@ -500,7 +500,20 @@ export function basicAuth(id, secret) {
  * survive a server that answers before reading the whole body).
  * Resolves {status, headers (lower-case object), text, body (Buffer)}.
  */
-export function raw(origin, { method = 'GET', path: p = '/', headers = {}, body, chunked = false, timeoutMs = FETCH_TIMEOUT_MS } = {}) {
+export async function raw(origin, opts = {}) {
+  try {
+    return await rawOnce(origin, opts);
+  } catch (e) {
+    // wrangler dev's local proxy in front of workerd now and then drops a fresh
+    // connection before it forwards the request ("socket hang up", no response at all).
+    // On that target only, and only then, the request is sent once more: any answer,
+    // a 5xx or a hang included, still counts.
+    if (TARGET === 'workers' && /socket hang up|ECONNRESET/.test(e.message)) return rawOnce(origin, opts);
+    throw e;
+  }
+}
+
+function rawOnce(origin, { method = 'GET', path: p = '/', headers = {}, body, chunked = false, timeoutMs = FETCH_TIMEOUT_MS } = {}) {
   const u = new URL(origin);
   return new Promise((resolve, reject) => {
     let settled = false;
