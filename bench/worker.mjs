@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 
 process.env.LATCHKEY_E2E_TARGET = 'workers';
 const { startServer, stopAll, login, resolve, runCli } = await import('../tests/e2e/harness.mjs');
-const { REPO, BUILD } = await import('../tests/e2e/lib/workers.mjs');
+const { REPO, BUILD, COMPATIBILITY_DATE } = await import('../tests/e2e/lib/workers.mjs');
 
 const STARTS = Number(process.env.BENCH_STARTS || 10);
 const RESOLVES = Number(process.env.BENCH_RESOLVES || 500);
@@ -52,7 +52,7 @@ for (let i = 0; i < STARTS; i++) {
     modules: true,
     scriptPath: path.join(BUILD, 'index.js'),
     modulesRules: [{ type: 'ESModule', include: ['**/*.js'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }],
-    compatibilityDate: '2026-04-01',
+    compatibilityDate: COMPATIBILITY_DATE,
     durableObjects: { LATCHKEY_OBJECTS: 'LatchkeyObject' },
     bindings,
     cf: false,

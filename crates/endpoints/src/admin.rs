@@ -21,7 +21,7 @@ use crate::request::{Authorization, authorization};
 use crate::response::{Response, json, no_store};
 use crate::{App, request};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
     username: String,
@@ -51,10 +51,7 @@ fn user_json(user: &User) -> serde_json::Value {
     })
 }
 
-fn body<'a, T: Deserialize<'a> + Default>(req: &'a Request<Bytes>, required: bool) -> Result<T, ApiError> {
-    if req.body().is_empty() && !required {
-        return Ok(T::default());
-    }
+fn json_body<'a, T: Deserialize<'a>>(req: &'a Request<Bytes>) -> Result<T, ApiError> {
     let is_json = request::header_text(req.headers(), "content-type")
         .is_some_and(|ct| ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
     if !is_json {
@@ -77,7 +74,7 @@ impl<S: Store> App<S> {
         let method = req.method();
         match (rest.split('/').collect::<Vec<_>>().as_slice(), method) {
             ([""], &Method::POST) => {
-                let new: NewUser = body(req, true)?;
+                let new: NewUser = json_body(req)?;
                 let user = User::with_password(
                     &*self.entropy,
                     self.now(),
@@ -106,7 +103,9 @@ impl<S: Store> App<S> {
             }
             (["", id, action @ ("disable" | "enable")], &Method::POST) => {
                 let disable = *action == "disable";
-                let Disable { reason } = if disable { body(req, false)? } else { Disable::default() };
+                // The body is optional: disabling without a reason sends none.
+                let Disable { reason } =
+                    if disable && !req.body().is_empty() { json_body(req)? } else { Disable::default() };
                 if !self.store.set_user_disabled(id, disable, reason.as_deref(), self.now()).await? {
                     return Err(ApiError::NoSuchResource("user"));
                 }

@@ -542,19 +542,64 @@ fn check_code_race(n: usize, results: &[Redemption], late: Redemption) {
     assert_eq!(late, Redemption::Replayed { session_id: winner }, "{n}-way: the code stays bound to the winner");
 }
 
-/// A store whose compare-and-swap pauses before it runs, so that in a race a revocation
-/// reliably lands between a refresh's read and its swap: the swap must then lose.
-/// Everything else is passed through unchanged.
-struct SlowSwap<S>(S);
+/// A store that passes every call through to `S`, paced. [`Paced::yielding`] yields to
+/// the executor once before each call, as a call over the network would, so that the
+/// single-threaded suite's races interleave on a store whose calls never wait. The
+/// suite's own slow-swap form pauses before each compare-and-swap, so that in a race a
+/// revocation reliably lands between a refresh's read and its swap (which must then
+/// lose). Refreshes run the port's compare-and-swap procedure over the wrapper, so the
+/// pacing applies between their read and their swap.
+pub struct Paced<S>(S, Pace);
 
-impl<S: Store> Store for SlowSwap<S> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    YieldEachCall,
+    PauseSwaps,
+}
+
+impl<S> Paced<S> {
+    /// `inner`, yielding once before each call.
+    pub fn yielding(inner: S) -> Self {
+        Paced(inner, Pace::YieldEachCall)
+    }
+
+    fn slow_swap(inner: S) -> Self {
+        Paced(inner, Pace::PauseSwaps)
+    }
+
+    async fn pace(&self) {
+        if self.1 == Pace::YieldEachCall {
+            yield_now().await;
+        }
+    }
+}
+
+/// Returns `Pending` once (waking itself at once), then `Ready`: one turn of the
+/// executor, as a call over the network gives other tasks.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+impl<S: Store> Store for Paced<S> {
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        self.pace().await;
         self.0.create_user(user).await
     }
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        self.pace().await;
         self.0.user_by_id(id).await
     }
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.pace().await;
         self.0.user_by_username(username).await
     }
     async fn set_user_disabled(
@@ -564,40 +609,54 @@ impl<S: Store> Store for SlowSwap<S> {
         reason: Option<&str>,
         now: UnixSeconds,
     ) -> Result<bool, StoreError> {
+        self.pace().await;
         self.0.set_user_disabled(id, disabled, reason, now).await
     }
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.pace().await;
         self.0.create_session(session).await
     }
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        self.pace().await;
         self.0.session(id).await
     }
     async fn swap_session(&self, next: &Session, expected_version: u64) -> Result<bool, StoreError> {
-        std::thread::sleep(std::time::Duration::from_micros(200));
+        if self.1 == Pace::PauseSwaps {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        self.pace().await;
         self.0.swap_session(next, expected_version).await
     }
     async fn touch_session(&self, id: &str, at: UnixSeconds) -> Result<(), StoreError> {
+        self.pace().await;
         self.0.touch_session(id, at).await
     }
     async fn revoke_session(&self, id: &str, now: UnixSeconds) -> Result<(), StoreError> {
+        self.pace().await;
         self.0.revoke_session(id, now).await
     }
     async fn revoke_user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<u64, StoreError> {
+        self.pace().await;
         self.0.revoke_user_sessions(user_id, now).await
     }
     async fn put_code(&self, code: &AuthCode) -> Result<(), StoreError> {
+        self.pace().await;
         self.0.put_code(code).await
     }
     async fn redeem_code(&self, hash: &str, session_id: &str, now: UnixSeconds) -> Result<Redemption, StoreError> {
+        self.pace().await;
         self.0.redeem_code(hash, session_id, now).await
     }
     async fn bump_counter(&self, key: &str, now: UnixSeconds, ttl: u64) -> Result<Counter, StoreError> {
+        self.pace().await;
         self.0.bump_counter(key, now, ttl).await
     }
     async fn counter(&self, key: &str, now: UnixSeconds) -> Result<Option<Counter>, StoreError> {
+        self.pace().await;
         self.0.counter(key, now).await
     }
     async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
+        self.pace().await;
         self.0.reset_counter(key).await
     }
 }
@@ -643,7 +702,7 @@ fn revocation_race<S, F, R>(
 where
     S: Store + Send + 'static,
     F: Fn() -> S + Sync,
-    R: Fn(&SlowSwap<S>, usize, usize) -> Result<RefreshOutcome, StoreError> + Sync,
+    R: Fn(&Paced<S>, usize, usize) -> Result<RefreshOutcome, StoreError> + Sync,
 {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
     let successes = AtomicUsize::new(0);
@@ -652,7 +711,7 @@ where
     std::thread::scope(|scope| {
         let refreshers: Vec<_> = (0..n)
             .map(|t| {
-                let store = SlowSwap(factory());
+                let store = Paced::slow_swap(factory());
                 let (successes, revoked, barrier, step) = (&successes, &revoked, &barrier, &step);
                 scope.spawn(move || {
                     let mut log =

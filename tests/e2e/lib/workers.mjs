@@ -25,7 +25,7 @@ const WRANGLER = path.join(REPO, 'infra', 'cloudflare', 'node_modules', '.bin', 
 export const BUILD = process.env.LATCHKEY_WORKER_BUILD || path.join(REPO, 'functions', 'worker', 'build');
 // The same compatibility date and bindings as infra/cloudflare/wrangler.toml.
 const DEPLOYED = await readFile(path.join(REPO, 'infra', 'cloudflare', 'wrangler.toml'), 'utf8');
-const COMPATIBILITY_DATE = DEPLOYED.match(/^compatibility_date = "([^"]+)"/m)[1];
+export const COMPATIBILITY_DATE = DEPLOYED.match(/^compatibility_date = "([^"]+)"/m)[1];
 
 const children = new Set();
 process.on('exit', () => {
