@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::UnixSeconds;
-use crate::keys::{Key, KeySet, Private};
+use crate::keys::KeySet;
 
 /// The longest token accepted for verification; longer input is rejected unparsed.
 pub const MAX_TOKEN_LENGTH: usize = 8 * 1024;
@@ -162,7 +162,7 @@ pub struct Registered<'a> {
     pub nonce: Option<String>,
 }
 
-fn to_claims<C>(r: &Registered<'_>, custom: C) -> JWTClaims<C> {
+pub(crate) fn to_claims<C>(r: &Registered<'_>, custom: C) -> JWTClaims<C> {
     let mut claims = JWTClaims {
         issued_at: Some(Duration::from_secs(r.issued_at)),
         expires_at: Some(Duration::from_secs(r.issued_at.saturating_add(r.lifetime_seconds))),
@@ -178,23 +178,13 @@ fn to_claims<C>(r: &Registered<'_>, custom: C) -> JWTClaims<C> {
     claims
 }
 
-fn sign_with<C: Serialize>(key: &Key, claims: JWTClaims<C>, typ: &str) -> Result<String, TokenError> {
-    let opts = HeaderOptions { signature_type: Some(typ.to_owned()), ..Default::default() };
-    let result = match &key.private {
-        Private::Rs256(k) => k.sign_with_options(claims, &opts),
-        Private::Es256(k) => k.sign_with_options(claims, &opts),
-        Private::EdDsa(k) => k.sign_with_options(claims, &opts),
-    };
-    result.map_err(|e| TokenError::Signing(e.to_string()))
-}
-
 impl KeySet {
     /// Signs an access token with the signing key.
     ///
     /// # Errors
     /// [`TokenError::Signing`] if the key cannot sign.
     pub fn sign_access_token(&self, registered: &Registered<'_>, claims: AccessClaims) -> Result<String, TokenError> {
-        sign_with(self.signing_key(), to_claims(registered, claims), ACCESS_TOKEN_TYPE)
+        crate::sign::sign(self.signing_key(), to_claims(registered, claims), ACCESS_TOKEN_TYPE)
     }
 
     /// Signs an ID token with the signing key.
@@ -202,7 +192,7 @@ impl KeySet {
     /// # Errors
     /// [`TokenError::Signing`] if the key cannot sign.
     pub fn sign_id_token(&self, registered: &Registered<'_>, claims: IdClaims) -> Result<String, TokenError> {
-        sign_with(self.signing_key(), to_claims(registered, claims), ID_TOKEN_TYPE)
+        crate::sign::sign(self.signing_key(), to_claims(registered, claims), ID_TOKEN_TYPE)
     }
 
     /// Verifies an access token: signature by a key of this set, `typ: at+jwt`,

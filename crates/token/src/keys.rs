@@ -106,6 +106,8 @@ pub struct Key {
     pub(crate) public: Public,
     #[cfg(not(target_arch = "wasm32"))]
     raw: RawPublic,
+    #[cfg(not(target_arch = "wasm32"))]
+    ring_signer: crate::sign::RingSigner,
     public_jwk: Value,
 }
 
@@ -135,6 +137,12 @@ impl Key {
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn raw_public(&self) -> &RawPublic {
         &self.raw
+    }
+
+    /// ring's key pair, which signs natively.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn ring_signer(&self) -> &crate::sign::RingSigner {
+        &self.ring_signer
     }
 
     /// jwt-simple's verification of `token` with this key, with the given options.
@@ -197,6 +205,9 @@ fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
     }
     let stripped: Map<String, Value> =
         obj.iter().filter(|(k, _)| JWK_MEMBERS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    #[cfg(not(target_arch = "wasm32"))]
+    let ring_signer = crate::sign::RingSigner::from_jwk(alg, &stripped)
+        .map_err(|e| invalid(index, format!("not a usable private {} key: {e}", alg.name())))?;
     let text = Value::Object(stripped).to_string();
     let bad = |e: jwt_simple::Error| invalid(index, format!("not a valid private {} key: {e}", alg.name()));
     let (private, thumbprint, public_text) = match alg {
@@ -250,6 +261,8 @@ fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
         public,
         #[cfg(not(target_arch = "wasm32"))]
         raw,
+        #[cfg(not(target_arch = "wasm32"))]
+        ring_signer,
         public_jwk: Value::Object(public_jwk),
     })
 }

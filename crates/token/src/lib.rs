@@ -16,6 +16,7 @@ pub mod password;
 pub mod pkce;
 pub mod refresh;
 pub mod secret;
+mod sign;
 mod verify;
 
 /// Seconds since the Unix epoch. Every timestamp in Latchkey is one of these.
