@@ -29,24 +29,28 @@ fn user(id: &str, name: &str) -> User {
     }
 }
 
-fn assert_settings(conn: &Connection, what: &str) {
-    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
-    assert_eq!(mode, "wal", "{what}: journal_mode");
-    let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
-    assert_eq!(sync, 2, "{what}: synchronous=FULL");
-    let busy: i64 = conn.pragma_query_value(None, "busy_timeout", |r| r.get(0)).unwrap();
-    assert_eq!(busy, 5000, "{what}: busy_timeout");
-    let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
-    assert_eq!(fk, 1, "{what}: foreign_keys");
+fn settings(conn: &Connection) -> rusqlite::Result<(String, i64, i64, i64)> {
+    Ok((
+        conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?,
+        conn.pragma_query_value(None, "synchronous", |r| r.get(0))?,
+        conn.pragma_query_value(None, "busy_timeout", |r| r.get(0))?,
+        conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?,
+    ))
+}
+
+fn assert_settings(found: (String, i64, i64, i64), what: &str) {
+    // WAL, synchronous=FULL (2), the busy timeout, foreign keys on.
+    assert_eq!(found, ("wal".to_owned(), 2, 5000, 1), "{what}");
 }
 
 #[test]
 fn every_connection_has_the_durability_settings() {
     let (_dir, _path, store) = temp_store();
-    assert_settings(&store.inner.writer.lock().unwrap(), "writer");
+    let writer = pollster::block_on(store.write("reading the settings", |tx| settings(tx))).unwrap();
+    assert_settings(writer, "writer");
     assert_eq!(store.inner.readers.len(), READERS);
     for (i, reader) in store.inner.readers.iter().enumerate() {
-        assert_settings(&reader.lock().unwrap(), &format!("reader {i}"));
+        assert_settings(settings(&reader.lock().unwrap()).unwrap(), &format!("reader {i}"));
     }
 }
 
@@ -97,6 +101,69 @@ fn a_locked_file_makes_writes_unavailable_while_reads_go_on() {
 
     other.execute_batch("COMMIT").unwrap();
     pollster::block_on(store.create_user(&user("u2", "two"))).unwrap();
+}
+
+/// Holds the file's write lock from another connection while `queue` runs, so that
+/// everything `queue` writes waits in the writer's queue, then lets it go.
+fn with_writer_held_up<T: Send>(path: &std::path::Path, queue: impl FnOnce() -> T + Send) -> T {
+    let other = Connection::open(path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::scope(|scope| {
+        let queued = scope.spawn(queue);
+        // The writer thread is now waiting for the lock with the first write; the rest
+        // have had ample time to queue behind it.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!queued.is_finished(), "nothing can commit while the lock is held");
+        other.execute_batch("COMMIT").unwrap();
+        queued.join().unwrap()
+    })
+}
+
+#[test]
+fn queued_writes_share_one_commit_and_a_failed_one_fails_alone() {
+    let (_dir, path, store) = temp_store();
+    let before = store.write_batches();
+    let results = with_writer_held_up(&path, || {
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..40)
+                .map(|i| {
+                    let store = store.clone();
+                    // Writer 7 takes a name that writer 3 also takes: exactly one wins.
+                    let name = if i == 7 { "user-3".to_owned() } else { format!("user-{i}") };
+                    scope.spawn(move || pollster::block_on(store.create_user(&user(&format!("u{i}"), &name))))
+                })
+                .collect();
+            writers.into_iter().map(|w| w.join().unwrap()).collect::<Vec<_>>()
+        })
+    });
+    let batches = store.write_batches() - before;
+    assert!(batches <= 3, "40 queued writes took {batches} commits");
+    let conflicts = results.iter().filter(|r| matches!(r, Err(StoreError::Conflict(_)))).count();
+    assert_eq!(conflicts, 1, "{results:?}");
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 39);
+    // Every acknowledged write is in the file, seen by a connection of its own.
+    let raw = Connection::open(&path).unwrap();
+    let users: i64 = raw.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(users, 39);
+}
+
+#[test]
+fn swaps_in_one_batch_see_each_other() {
+    let (_dir, path, store) = temp_store();
+    let session = token_session("s1", "u1", None, "h");
+    pollster::block_on(store.create_session(&session)).unwrap();
+    let won = with_writer_held_up(&path, || {
+        std::thread::scope(|scope| {
+            let swaps: Vec<_> = (0..10)
+                .map(|_| {
+                    let (store, next) = (store.clone(), session.clone());
+                    scope.spawn(move || pollster::block_on(store.swap_session(&next, session.version)).unwrap())
+                })
+                .collect();
+            swaps.into_iter().map(|s| s.join().unwrap()).filter(|won| *won).count()
+        })
+    });
+    assert_eq!(won, 1, "ten swaps from one version in one batch: exactly one wins");
 }
 
 #[test]
