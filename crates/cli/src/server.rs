@@ -3,13 +3,17 @@
 //!
 //! The core's futures are not `Send` (so they also run on Workers), which suits a
 //! per-core design: one thread per core, each with a single-threaded tokio runtime and
-//! its own `App`, all accepting on the same listening socket. Store calls are
-//! synchronous SQLite transactions of microseconds (a commit waits for fsync), made on
-//! the worker thread.
+//! its own `App`. One acceptor thread takes every connection and hands it to the worker
+//! with the fewest open connections. Workers used to accept on the shared socket
+//! themselves, and then whichever was awake took a whole burst of connections (a
+//! load generator's 50 keep-alive connections all landed on one worker, and the other
+//! core idled). SQLite reads run on the worker thread (indexed lookups of
+//! microseconds); writes wait for the store's group-commit thread without blocking it.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -22,7 +26,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use latchkey_endpoints::{App, ClientAddr, Config, MAX_BODY_BYTES};
 use latchkey_store_sqlite::SqliteStore;
 use latchkey_token::keys::KeySet;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use latchkey_native::{OsEntropy, SystemClock};
 
@@ -79,14 +83,34 @@ async fn serve_one(
     Ok(hyper::Response::from_parts(parts, Full::new(body)))
 }
 
-async fn worker_loop(
+/// A connection on its way from the acceptor to a worker.
+type Handoff = (std::net::TcpStream, SocketAddr);
+
+/// The acceptor's view of one worker.
+struct WorkerInbox {
+    inbox: mpsc::UnboundedSender<Handoff>,
+    /// Connections the worker has open; the acceptor picks the least loaded.
+    open: Arc<AtomicUsize>,
+}
+
+/// Decrements a worker's open-connection count when the connection ends, however it ends.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts until shutdown and hands each connection to the worker with the fewest
+/// open connections (ties go round-robin, so a burst spreads evenly).
+async fn accept_loop(
     listener: StdListener,
-    app: App<SqliteStore>,
+    workers: Vec<WorkerInbox>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let app = Rc::new(app);
-    let graceful = GracefulShutdown::new();
+    let mut next = 0usize;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -95,6 +119,46 @@ async fn worker_loop(
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(stream) = stream.into_std() else { continue };
+                let n = workers.len();
+                let chosen = (0..n)
+                    .map(|k| (next + k) % n)
+                    .min_by_key(|&i| workers[i].open.load(Ordering::Relaxed))
+                    .unwrap_or(0);
+                next = (chosen + 1) % n;
+                let worker = &workers[chosen];
+                worker.open.fetch_add(1, Ordering::Relaxed);
+                if worker.inbox.send((stream, peer)).is_err() {
+                    // The worker is gone (it is shutting down); the connection is dropped.
+                    worker.open.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    Ok(())
+}
+
+async fn worker_loop(
+    mut inbox: mpsc::UnboundedReceiver<Handoff>,
+    open: Arc<AtomicUsize>,
+    app: App<SqliteStore>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = Rc::new(app);
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            handed = inbox.recv() => {
+                let Some((stream, peer)) = handed else { break };
+                let counted = OpenConnection(open.clone());
+                let stream = match tokio::net::TcpStream::from_std(stream) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot register a connection");
                         continue;
                     }
                 };
@@ -107,6 +171,7 @@ async fn worker_loop(
                     .serve_connection(TokioIo::new(stream), service_fn(move |req| serve_one(app.clone(), peer, req)));
                 let conn = graceful.watch(conn);
                 tokio::task::spawn_local(async move {
+                    let _counted = counted;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -115,7 +180,6 @@ async fn worker_loop(
             _ = shutdown.changed() => break,
         }
     }
-    drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish in time");
     }
@@ -162,9 +226,12 @@ pub fn run(
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
     let (tx, rx) = watch::channel(false);
-    let mut handles = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers + 1);
+    let mut inboxes = Vec::with_capacity(workers);
     for i in 0..workers {
-        let listener = listener.try_clone().map_err(|e| e.to_string())?;
+        let (inbox, handed) = mpsc::unbounded_channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        inboxes.push(WorkerInbox { inbox, open: open.clone() });
         let (config, keys, store, rx) = (config.clone(), keys.clone(), store.clone(), rx.clone());
         let handle = std::thread::Builder::new()
             .name(format!("latchkey-worker-{i}"))
@@ -173,12 +240,21 @@ pub fn run(
                     tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
                 let local = tokio::task::LocalSet::new();
                 let app = App::new(config, keys, store, Box::new(SystemClock), Box::new(OsEntropy));
-                local.block_on(&rt, worker_loop(listener, app, rx)).map_err(|e| e.to_string())
+                local.block_on(&rt, worker_loop(handed, open, app, rx)).map_err(|e| e.to_string())
             })
             .map_err(|e| e.to_string())?;
         handles.push(handle);
     }
-    drop(listener);
+    let accept_shutdown = rx.clone();
+    let acceptor = std::thread::Builder::new()
+        .name("latchkey-acceptor".into())
+        .spawn(move || -> Result<(), String> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            rt.block_on(accept_loop(listener, inboxes, accept_shutdown)).map_err(|e| e.to_string())
+        })
+        .map_err(|e| e.to_string())?;
+    handles.push(acceptor);
+    drop(rx);
     signals.wait();
     let _ = tx.send(true);
     for h in handles {
