@@ -80,14 +80,14 @@ impl<S: Store> App<S> {
         let Some(token) = CompoundToken::parse(value) else {
             return Ok(CookieSession::Invalid);
         };
-        let Some(session) = self.store.session(token.id).await? else {
+        let Some((session, user)) = self.store.session_with_user(token.id).await? else {
             return Ok(CookieSession::Invalid);
         };
         let hash_ok = session.secret_hash.as_deref().is_some_and(|h| constant_time_eq(h, &token.hash()));
         if session.kind != SessionKind::Browser || !hash_ok || !session.is_active(self.now()) {
             return Ok(CookieSession::Invalid);
         }
-        match self.active_user(&session.user_id).await? {
+        match user.filter(|u| !u.disabled) {
             Some(user) => Ok(CookieSession::Valid(session, user)),
             None => Ok(CookieSession::Invalid),
         }
@@ -121,13 +121,13 @@ impl<S: Store> App<S> {
         let Some(sid) = verified.claims.sid.as_deref() else {
             return Ok(BearerSession::Invalid);
         };
-        let Some(session) = self.store.session(sid).await? else {
+        let Some((session, user)) = self.store.session_with_user(sid).await? else {
             return Ok(BearerSession::Invalid);
         };
         if session.kind != SessionKind::Token || session.user_id != verified.subject || !session.is_active(self.now()) {
             return Ok(BearerSession::Invalid);
         }
-        match self.active_user(&session.user_id).await? {
+        match user.filter(|u| !u.disabled) {
             Some(user) => Ok(BearerSession::Valid(Box::new(verified), session, user)),
             None => Ok(BearerSession::Invalid),
         }

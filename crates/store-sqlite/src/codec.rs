@@ -92,16 +92,32 @@ macro_rules! user_columns {
 pub(crate) use user_columns;
 
 pub(crate) fn user(row: &Row<'_>) -> rusqlite::Result<User> {
+    user_at(row, 0)
+}
+
+/// A user whose [`user_columns!`] start at column `at` (after a session's, in a join).
+pub(crate) fn user_at(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
     Ok(User {
-        id: row.get(0)?,
-        username: row.get(1)?,
-        password_hash: row.get(2)?,
-        disabled: row.get(3)?,
-        disabled_reason: row.get(4)?,
-        is_verified: row.get(5)?,
-        roles: strings(row, 6, "users.roles")?,
-        created_at: row.get(7)?,
+        id: row.get(at)?,
+        username: row.get(at + 1)?,
+        password_hash: row.get(at + 2)?,
+        disabled: row.get(at + 3)?,
+        disabled_reason: row.get(at + 4)?,
+        is_verified: row.get(at + 5)?,
+        roles: strings(row, at + 6, "users.roles")?,
+        created_at: row.get(at + 7)?,
     })
+}
+
+/// How many columns [`session_columns!`] names.
+pub(crate) const SESSION_COLUMNS: usize = 18;
+
+/// A session and, when the join found one, its user.
+pub(crate) fn session_and_user(row: &Row<'_>) -> rusqlite::Result<(Session, Option<User>)> {
+    let session = session(row)?;
+    let user_id: Option<String> = row.get(SESSION_COLUMNS)?;
+    let user = user_id.map(|_| user_at(row, SESSION_COLUMNS)).transpose()?;
+    Ok((session, user))
 }
 
 /// The `sessions` columns in the order [`session`] reads them.

@@ -308,6 +308,19 @@ async fn users<S: Store>(s: &S) {
     assert!(s.set_user_disabled("u-users", false, None, NOW).await.unwrap());
     assert!(!s.user_by_id("u-users").await.unwrap().unwrap().disabled);
     assert!(!s.set_user_disabled("nobody", true, None, NOW).await.unwrap(), "unknown user reports false");
+
+    let with_user = browser_session("b-users", "u-users");
+    s.create_session(&with_user).await.unwrap();
+    let enabled = s.user_by_id("u-users").await.unwrap();
+    assert_eq!(s.session_with_user("b-users").await.unwrap(), Some((with_user.clone(), enabled)), "session and user");
+    assert!(s.set_user_disabled("u-users", true, None, NOW).await.unwrap());
+    let (revoked, disabled) = s.session_with_user("b-users").await.unwrap().unwrap();
+    assert!(revoked.revoked_at.is_some() && disabled.unwrap().disabled, "one read sees the disabling and its revocation");
+    assert!(s.set_user_disabled("u-users", false, None, NOW).await.unwrap());
+    let orphan = browser_session("b-orphan", "no-such-user");
+    s.create_session(&orphan).await.unwrap();
+    assert_eq!(s.session_with_user("b-orphan").await.unwrap(), Some((orphan, None)), "a session whose user is gone");
+    assert_eq!(s.session_with_user("no-such-session").await.unwrap(), None);
 }
 
 async fn sessions_and_swap<S: Store>(s: &S) {

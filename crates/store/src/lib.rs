@@ -93,6 +93,22 @@ pub trait Store {
     /// [`StoreError::Unavailable`] on backend failure.
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError>;
 
+    /// The session with `id` and its user, if that user exists: what every resolve
+    /// needs. The default makes the two reads; a backend that can answer both in one
+    /// read (SQLite: one statement, so one read transaction and one set of WAL locks)
+    /// overrides it. Both come from one snapshot there, or from two reads in order here;
+    /// either way a revocation or a disabled user committed before the call is seen.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn session_with_user(&self, id: &str) -> Result<Option<(Session, Option<User>)>, StoreError> {
+        let Some(session) = self.session(id).await? else {
+            return Ok(None);
+        };
+        let user = self.user_by_id(&session.user_id).await?;
+        Ok(Some((session, user)))
+    }
+
     /// Compare-and-swap: stores `next` only if the stored version is `expected_version`
     /// and the session is not revoked, and then sets its version to
     /// `expected_version + 1`. The stored `last_used_at` never moves backwards.
