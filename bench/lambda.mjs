@@ -13,11 +13,15 @@
 // * Latency: sequential cookie resolves through the router and `cargo lambda watch`
 //   with moto, as the e2e suite's Lambda target runs them; this includes the
 //   emulator's and moto's costs (moto serves one request at a time).
+// * CPU per resolve: user + system time of the function processes (from /proc) over
+//   those resolves, divided by their number: the function's own work, which is what
+//   Lambda bills, without the emulator's or moto's.
 process.env.LATCHKEY_E2E_TARGET = 'lambda';
 // The emulator runs the dev-profile functions (their dependencies are optimised in
 // that profile too; see the workspace Cargo.toml) unless BENCH_EMULATOR_RELEASE=1.
 if (process.env.BENCH_EMULATOR_RELEASE === '1') process.env.LATCHKEY_LAMBDA_RELEASE = '1';
 const { spawn } = await import('node:child_process');
+const { descendantCpuSeconds } = await import('./proc-cpu.mjs');
 const { stat, readFile } = await import('node:fs/promises');
 const http = await import('node:http');
 const path = await import('node:path');
@@ -121,12 +125,17 @@ for (const [fn, p] of [['latchkey-resolve', '/_resolver/resolve'], ['latchkey-di
 // --- resolve latency through the emulator
 const lat = [];
 for (let i = 0; i < 20; i++) await h.resolve(srv.origin, { cookie }); // warm the instance
+// The functions run as children of `cargo lambda watch`; their command names start
+// with "latchkey-" (the kernel keeps 15 characters).
+const isFunction = (comm) => comm.startsWith('latchkey-');
+const cpu0 = await descendantCpuSeconds(isFunction);
 for (let i = 0; i < RESOLVES; i++) {
   const t = process.hrtime.bigint();
   const r = await h.resolve(srv.origin, { cookie });
   lat.push(Number(process.hrtime.bigint() - t) / 1e6);
   if (r.ag['x-authgear-session-valid'] !== 'true') throw new Error('resolve stopped answering valid');
 }
+const cpuPerResolveMs = ((await descendantCpuSeconds(isFunction)) - cpu0) * 1000 / RESOLVES;
 await srv.cleanup();
 
 const mb = (b) => (b / 1e6).toFixed(2);
@@ -140,4 +149,5 @@ for (const [fn, xs] of Object.entries(cold)) {
   console.log(`| cold init, ${fn}, process start -> first answer (${xs.length}) | ${median(xs).toFixed(1)} ms | ${pct(xs, 0.9).toFixed(1)} ms | ${Math.min(...xs).toFixed(1)} ms |`);
 }
 console.log(`| cookie resolve via emulator + moto, p50 / p99 (${lat.length}) | ${median(lat).toFixed(2)} ms | p99 ${pct(lat, 0.99).toFixed(2)} ms | ${Math.min(...lat).toFixed(2)} ms |`);
+console.log(`| function CPU per cookie resolve (user + system of the function processes, ${lat.length} resolves) | ${cpuPerResolveMs.toFixed(3)} ms | | |`);
 process.exit(0);
