@@ -13,9 +13,11 @@
 // * Latency: sequential cookie resolves through the router and `cargo lambda watch`
 //   with moto, as the e2e suite's Lambda target runs them; this includes the
 //   emulator's and moto's costs (moto serves one request at a time).
-// * CPU per resolve: user + system time of the function processes (from /proc) over
-//   those resolves, divided by their number: the function's own work, which is what
-//   Lambda bills, without the emulator's or moto's.
+// * CPU per resolve, twice: the shipped binary serving BENCH_RESOLVES cookie resolves
+//   from the Runtime API stand-in (no emulator; the figure to quote), and the functions
+//   under the emulator (user + system of their processes over the latency run; the dev
+//   profile unless BENCH_EMULATOR_RELEASE=1). Both exclude moto's and the emulator's
+//   own CPU: what Lambda bills is the function's.
 process.env.LATCHKEY_E2E_TARGET = 'lambda';
 // The emulator runs the dev-profile functions (their dependencies are optimised in
 // that profile too; see the workspace Cargo.toml) unless BENCH_EMULATOR_RELEASE=1.
@@ -108,6 +110,59 @@ async function coldStart(fn, p) {
   return { ms: Number(r.t - t0) / 1e6, body: r.body };
 }
 
+// Warm CPU per resolve: the same stand-in serves `n + 1` events one after another to
+// one process of the shipped (`lambda` profile) binary; the process's own CPU time
+// (user + system, /proc/PID/stat) from its first answer to its last, over n. That is
+// the function's work per request (what Lambda bills), with no emulator in the path.
+async function warmCpuPerEvent(fn, p, n) {
+  const { readFile: read } = await import('node:fs/promises');
+  const cpuSeconds = async (pid) => {
+    const f = (await read(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  };
+  let finished;
+  const allDone = new Promise((r) => { finished = r; });
+  let sent = 0, answered = 0, cpuAfterFirst = 0, child;
+  const api = http.createServer((rq, rs) => {
+    if (rq.method === 'GET' && rq.url.endsWith('/invocation/next')) {
+      if (sent > n) return; // every event served: this poll waits until the process is stopped
+      sent += 1;
+      rs.writeHead(200, {
+        'content-type': 'application/json', 'lambda-runtime-aws-request-id': `req-${sent}`,
+        'lambda-runtime-deadline-ms': String(Date.now() + 10000),
+        'lambda-runtime-invoked-function-arn': `arn:aws:lambda:us-east-1:123456789012:function:${fn}`,
+      });
+      rs.end(JSON.stringify(event(p)));
+      return;
+    }
+    let body = '';
+    rq.on('data', (d) => { body += d; });
+    rq.on('end', async () => {
+      if (!rq.url.endsWith('/response') || !body.includes('"x-authgear-session-valid":"true"')) {
+        finished({ error: `event ${answered + 1}: ${rq.url} ${body.slice(0, 300)}` });
+      }
+      answered += 1;
+      if (answered === 1) cpuAfterFirst = await cpuSeconds(child.pid);
+      if (answered === n + 1) finished({ cpu: (await cpuSeconds(child.pid)) - cpuAfterFirst });
+      rs.writeHead(202); rs.end('{}');
+    });
+  });
+  await new Promise((r) => api.listen(0, '127.0.0.1', r));
+  const env = {
+    ...process.env, ...fnEnv,
+    AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${api.address().port}`, AWS_LAMBDA_FUNCTION_NAME: fn,
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256', AWS_LAMBDA_FUNCTION_VERSION: '$LATEST', LATCHKEY_LOG: 'warn',
+  };
+  child = spawn(path.join(RELEASE, fn), [], { env, stdio: ['ignore', 'ignore', 'ignore'] });
+  const timeout = setTimeout(() => finished({ error: 'the warm run did not finish in 120 s' }), 120000);
+  const r = await allDone;
+  clearTimeout(timeout);
+  child.kill('SIGKILL');
+  api.closeAllConnections(); api.close();
+  if (r.error) throw new Error(r.error);
+  return (r.cpu * 1000) / n;
+}
+
 const cold = {};
 for (const [fn, p] of [['latchkey-resolve', '/_resolver/resolve'], ['latchkey-discovery', '/oauth2/jwks']]) {
   const xs = [];
@@ -121,6 +176,9 @@ for (const [fn, p] of [['latchkey-resolve', '/_resolver/resolve'], ['latchkey-di
   cold[fn] = xs;
   log(fn, 'cold init median', median(xs).toFixed(1), 'ms');
 }
+
+const warmCpuMs = await warmCpuPerEvent('latchkey-resolve', '/_resolver/resolve', RESOLVES);
+log('latchkey-resolve warm CPU per resolve', warmCpuMs.toFixed(3), 'ms');
 
 // --- resolve latency through the emulator
 const lat = [];
@@ -149,5 +207,6 @@ for (const [fn, xs] of Object.entries(cold)) {
   console.log(`| cold init, ${fn}, process start -> first answer (${xs.length}) | ${median(xs).toFixed(1)} ms | ${pct(xs, 0.9).toFixed(1)} ms | ${Math.min(...xs).toFixed(1)} ms |`);
 }
 console.log(`| cookie resolve via emulator + moto, p50 / p99 (${lat.length}) | ${median(lat).toFixed(2)} ms | p99 ${pct(lat, 0.99).toFixed(2)} ms | ${Math.min(...lat).toFixed(2)} ms |`);
-console.log(`| function CPU per cookie resolve (user + system of the function processes, ${lat.length} resolves) | ${cpuPerResolveMs.toFixed(3)} ms | | |`);
+console.log(`| CPU per warm cookie resolve, shipped binary, stand-in Runtime API (${RESOLVES}) | ${warmCpuMs.toFixed(3)} ms | | |`);
+console.log(`| CPU per cookie resolve of the functions under the emulator (${process.env.LATCHKEY_LAMBDA_RELEASE ? 'release' : 'dev'} profile, ${lat.length}) | ${cpuPerResolveMs.toFixed(3)} ms | | |`);
 process.exit(0);

@@ -13,6 +13,10 @@
 //! default is the compare-and-swap procedure [`refresh_by_swap`] (SQLite, DynamoDB,
 //! memory); a backend that runs code where the session lives overrides it and applies
 //! the decision there in one step (Durable Objects).
+//!
+//! The resolver's read is [`Store::session_with_user`] (a method DESIGN.md does not
+//! name): the session and its user, which SQLite answers with one statement and so one
+//! read transaction. Its default makes the two reads, as every backend did before.
 //! Secrets are stored as SHA-256 hashes only; the store never sees a token.
 
 mod counters;

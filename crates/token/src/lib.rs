@@ -8,6 +8,9 @@
 //! it compiles unchanged for native targets and for `wasm32-unknown-unknown`, where
 //! `SystemTime::now()` and `getrandom` panic on Workers. Time arrives as a [`Clock`]
 //! reading and randomness through an [`Entropy`] source that each runtime provides.
+//! One exception, native only: ring, which signs there, draws its RSA blinding values
+//! and ECDSA nonces from the OS itself, because its random-source trait is sealed (see
+//! the `sign` module); on wasm32 nothing here touches a random source.
 
 pub mod expiry;
 pub mod jwt;

@@ -175,6 +175,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     if req.path() == "/__conformance" {
         return conformance(&req, &env).await;
     }
+    #[cfg(feature = "conformance")]
+    if req.path() == "/__bench/verify" {
+        return bench_verify(req, &env).await;
+    }
     let started = worker::Date::now().as_millis();
     let app = match app(&env) {
         Ok(app) => app,
@@ -214,4 +218,32 @@ async fn conformance(req: &Request, env: &Env) -> worker::Result<Response> {
     let store = ObjectStore::new(Namespace(env.durable_object("LATCHKEY_OBJECTS")?), format!("conformance/{run}/"));
     run_async_part(&store, part).await;
     Response::ok(format!("conformance {part:?}: every check passed"))
+}
+
+/// Verifies the access token in the body `?n=N` times with this deployment's keys (the
+/// wasm verifier: header, signature, claims), for bench/worker.mjs's comparison with
+/// WebCrypto; 400 if any verification fails, so a rejected token never passes for a
+/// fast one. Workers' clock does not advance during computation, so the client times
+/// the request, and the set-up (parsing the secrets) cancels out between two values
+/// of N.
+#[cfg(feature = "conformance")]
+async fn bench_verify(mut req: Request, env: &Env) -> worker::Result<Response> {
+    use latchkey_token::jwt::Expectations;
+    let url = req.url()?;
+    let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let (Some(n), Some(issuer)) = (param("n").and_then(|n| n.parse::<u32>().ok()), param("iss")) else {
+        return Response::error("?n=COUNT&iss=ISSUER is required", 400);
+    };
+    let token = req.text().await?;
+    let Some(secrets) = secret(env, "LATCHKEY_SECRETS").and_then(|text| parse_secrets(&text).ok()) else {
+        return Response::error("LATCHKEY_SECRETS is missing or invalid", 503);
+    };
+    let expect =
+        Expectations { issuer: &issuer, audience: Some(&issuer), now: WorkerClock.now(), tolerance_seconds: 60 };
+    for _ in 0..n.min(100_000) {
+        if let Err(e) = secrets.keys.verify_access_token(&token, &expect) {
+            return Response::error(format!("verification failed: {e}"), 400);
+        }
+    }
+    Response::ok(format!("verified {n} times"))
 }
