@@ -58,6 +58,9 @@ pub struct App<S> {
     verified: verified_cache::VerifiedCache,
     /// SHA-256 (hex) of the admin API key; `None`: the admin API is off.
     admin_key_hash: Option<String>,
+    /// Checks bearer tokens' signatures where the runtime has a faster check than the
+    /// token crate's own (WebCrypto on Workers); `None`: the token crate's.
+    signature_checker: Option<Box<dyn latchkey_token::jwt::SignatureChecker>>,
 }
 
 /// How a route answers errors.
@@ -76,7 +79,23 @@ impl<S: Store> App<S> {
         clock: Box<dyn Clock>,
         entropy: Box<dyn Entropy>,
     ) -> Self {
-        App { config, keys, store, clock, entropy, verified: Default::default(), admin_key_hash: None }
+        App {
+            config,
+            keys,
+            store,
+            clock,
+            entropy,
+            verified: Default::default(),
+            admin_key_hash: None,
+            signature_checker: None,
+        }
+    }
+
+    /// Has bearer tokens' signatures checked by `checker` (header and claim checks stay
+    /// in the token crate).
+    pub fn with_signature_checker(mut self, checker: Box<dyn latchkey_token::jwt::SignatureChecker>) -> Self {
+        self.signature_checker = Some(checker);
+        self
     }
 
     /// Turns the admin API (`/_api/admin/`, see [`admin`](crate::admin)) on for requests

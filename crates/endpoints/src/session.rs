@@ -111,7 +111,11 @@ impl<S: Store> App<S> {
         let verified = match self.verified.get(&key, expect.now, expect.tolerance_seconds) {
             Some(v) => v,
             None => {
-                let Ok(v) = self.keys.verify_access_token(token, &expect) else {
+                let verified = match &self.signature_checker {
+                    Some(checker) => self.keys.verify_access_token_with(token, &expect, checker.as_ref()).await,
+                    None => self.keys.verify_access_token(token, &expect),
+                };
+                let Ok(v) = verified else {
                     return Ok(BearerSession::Invalid);
                 };
                 self.verified.insert(key, v.clone(), expect.now, expect.tolerance_seconds);

@@ -315,7 +315,10 @@ async fn users<S: Store>(s: &S) {
     assert_eq!(s.session_with_user("b-users").await.unwrap(), Some((with_user.clone(), enabled)), "session and user");
     assert!(s.set_user_disabled("u-users", true, None, NOW).await.unwrap());
     let (revoked, disabled) = s.session_with_user("b-users").await.unwrap().unwrap();
-    assert!(revoked.revoked_at.is_some() && disabled.unwrap().disabled, "one read sees the disabling and its revocation");
+    assert!(
+        revoked.revoked_at.is_some() && disabled.unwrap().disabled,
+        "one read sees the disabling and its revocation"
+    );
     assert!(s.set_user_disabled("u-users", false, None, NOW).await.unwrap());
     let orphan = browser_session("b-orphan", "no-such-user");
     s.create_session(&orphan).await.unwrap();

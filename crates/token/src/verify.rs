@@ -86,17 +86,22 @@ fn signature_ok(key: &Key, _signing_input: &str, _signature: &[u8], token: &str)
     signature_ok_jwt_simple(key, token)
 }
 
-/// Verifies `token` against `keys`.
+/// A token whose header names a key of the set and agrees with it; its signature is
+/// still unchecked, and nothing in its payload has been read yet.
+pub(crate) struct Parsed<'a> {
+    pub(crate) key: &'a Key,
+    pub(crate) kid: &'a str,
+    pub(crate) signing_input: &'a str,
+    pub(crate) signature: Vec<u8>,
+    payload: &'a str,
+}
+
+/// The header checks: shape, length, a `kid` of the set, the key's own `alg`, `typ`,
+/// no `crit`.
 ///
 /// Security: the `kid` selects the key and the key fixes the algorithm; the header's
-/// `alg` must agree and never chooses how to verify. Unknown critical headers, missing
-/// `exp`, `sub` or `iss` are rejected.
-pub(crate) fn verify<C: DeserializeOwned>(
-    keys: &KeySet,
-    token: &str,
-    typ: &str,
-    expect: &Expectations<'_>,
-) -> Result<Verified<C>, TokenError> {
+/// `alg` must agree and never chooses how to verify.
+pub(crate) fn parse<'a>(keys: &'a KeySet, token: &'a str, typ: &str) -> Result<Parsed<'a>, TokenError> {
     if token.len() > MAX_TOKEN_LENGTH {
         return Err(TokenError::Malformed);
     }
@@ -117,12 +122,22 @@ pub(crate) fn verify<C: DeserializeOwned>(
         return Err(TokenError::Rejected("critical header parameters are not supported".into()));
     }
     let signature = decode(s)?;
-    let signing_input = &token[..h.len() + 1 + p.len()];
-    if !signature_ok(key, signing_input, &signature, token) {
-        return Err(TokenError::Rejected("invalid signature".into()));
-    }
+    Ok(Parsed { key, kid: key.kid(), signing_input: &token[..h.len() + 1 + p.len()], signature, payload: p })
+}
+
+/// The signature check with this target's own backend.
+pub(crate) fn signature_of(parsed: &Parsed<'_>, token: &str) -> bool {
+    signature_ok(parsed.key, parsed.signing_input, &parsed.signature, token)
+}
+
+/// The claim checks, for a token whose signature has been found good: `iss`, `aud`,
+/// `exp`, `nbf` and `iat` within the tolerance, and `sub` present.
+pub(crate) fn claims<C: DeserializeOwned>(
+    parsed: Parsed<'_>,
+    expect: &Expectations<'_>,
+) -> Result<Verified<C>, TokenError> {
     let payload: Payload<C> =
-        serde_json::from_slice(&decode(p)?).map_err(|e| TokenError::Rejected(format!("claims: {e}")))?;
+        serde_json::from_slice(&decode(parsed.payload)?).map_err(|e| TokenError::Rejected(format!("claims: {e}")))?;
     let tolerance = expect.tolerance_seconds;
     if payload.iss.as_deref() != Some(expect.issuer) {
         return Err(TokenError::Rejected("wrong issuer".into()));
@@ -156,8 +171,24 @@ pub(crate) fn verify<C: DeserializeOwned>(
         audiences,
         nonce: payload.nonce,
         claims: payload.custom,
-        kid: kid.to_owned(),
+        kid: parsed.kid.to_owned(),
     })
+}
+
+/// Verifies `token` against `keys`: the header, then the signature with this target's
+/// backend, then the claims. Unknown critical headers, missing `exp`, `sub` or `iss`
+/// are rejected.
+pub(crate) fn verify<C: DeserializeOwned>(
+    keys: &KeySet,
+    token: &str,
+    typ: &str,
+    expect: &Expectations<'_>,
+) -> Result<Verified<C>, TokenError> {
+    let parsed = parse(keys, token, typ)?;
+    if !signature_of(&parsed, token) {
+        return Err(TokenError::Rejected("invalid signature".into()));
+    }
+    claims(parsed, expect)
 }
 
 #[cfg(test)]

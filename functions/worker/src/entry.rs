@@ -65,7 +65,8 @@ fn load(env: &Env) -> Result<WorkerApp, String> {
         return Err("LATCHKEY_ADMIN_KEY_SHA256 must be 64 hex digits (the SHA-256 of the admin key)".into());
     }
     Ok(App::new(Arc::new(config), Arc::new(secrets.keys), store, Box::new(WorkerClock), Box::new(WorkerEntropy))
-        .with_admin_key_hash(admin))
+        .with_admin_key_hash(admin)
+        .with_signature_checker(Box::new(crate::webcrypto::WebCrypto)))
 }
 
 fn app(env: &Env) -> Result<Rc<WorkerApp>, String> {

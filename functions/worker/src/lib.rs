@@ -30,6 +30,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod entry;
+#[cfg(target_arch = "wasm32")]
+mod webcrypto;
 
 #[cfg(target_arch = "wasm32")]
 pub use latchkey_store_cloudflare::LatchkeyObject;

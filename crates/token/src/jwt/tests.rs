@@ -141,3 +141,43 @@ fn authgear_created_at_member_is_accepted() {
     key["use"] = serde_json::json!("sig");
     assert!(KeySet::from_private_jwks(&[key]).is_ok());
 }
+
+/// A checker that answers what it is told to, and counts its questions.
+struct Scripted(Option<bool>, std::cell::Cell<u32>);
+
+impl SignatureChecker for Scripted {
+    fn check<'a>(
+        &'a self,
+        question: SignatureQuestion<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<bool>> + 'a>> {
+        assert_eq!(question.key.kid(), "k1");
+        assert_eq!(question.signature.len(), 256, "the decoded RS256 signature");
+        self.1.set(self.1.get() + 1);
+        let answer = self.0;
+        Box::pin(async move { answer })
+    }
+}
+
+#[test]
+fn an_outside_checker_decides_the_signature_and_nothing_else() {
+    let set = rsa_set("k1");
+    let token = set.sign_access_token(&registered(1000), access_claims()).unwrap();
+    let verify = |answer: Option<bool>, token: &str, now: u64| {
+        let checker = Scripted(answer, std::cell::Cell::new(0));
+        let result = pollster::block_on(set.verify_access_token_with(token, &expect(now), &checker));
+        (result, checker.1.get())
+    };
+    let (ok, asked) = verify(Some(true), &token, 1100);
+    assert_eq!((ok.unwrap().claims, asked), (access_claims(), 1));
+    assert!(verify(Some(false), &token, 1100).0.is_err(), "the checker's no is final");
+    assert!(verify(Some(true), &token, 5000).0.is_err(), "claims are still checked: expired");
+    let (rejected, asked) = verify(Some(true), "not.a.token", 1100);
+    assert!(rejected.is_err() && asked == 0, "header checks run before the checker");
+    // No answer: the built-in backend decides, both ways.
+    assert!(verify(None, &token, 1100).0.is_ok());
+    // Another token's payload under this token's signature.
+    let other = set.sign_access_token(&registered(1001), access_claims()).unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    let spliced = format!("{}.{}.{}", parts[0], other.split('.').nth(1).unwrap(), parts[2]);
+    assert_eq!(verify(None, &spliced, 1100).0.unwrap_err(), TokenError::Rejected("invalid signature".into()));
+}
