@@ -263,3 +263,15 @@ fn revocations_use_the_indexes() {
         assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "{sql}: {plan:?}");
     }
 }
+
+#[test]
+fn a_write_that_panics_fails_its_batch_and_the_writer_goes_on() {
+    let (_dir, path, store) = temp_store();
+    let err =
+        pollster::block_on(store.write("panicking", |_tx| -> rusqlite::Result<()> { panic!("a bug") })).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    pollster::block_on(store.create_user(&user("u1", "one"))).unwrap();
+    let raw = Connection::open(&path).unwrap();
+    let users: i64 = raw.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(users, 1, "the writer still commits after a panicking write");
+}

@@ -156,7 +156,11 @@ fn commit(conn: &mut Connection, batch: &mut [Box<dyn Pending>]) -> Result<(), S
     let step = |e| store_error("isolating a write", e);
     for job in batch.iter_mut() {
         tx.execute_batch("SAVEPOINT one_write").map_err(step)?;
-        if job.run(&tx) {
+        // A write that panics must not end the thread (every later write would then be
+        // refused): its batch is rolled back and answered as unavailable instead.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&tx)))
+            .map_err(|_| StoreError::Unavailable("a write failed unexpectedly; its batch was rolled back".into()))?;
+        if ran {
             tx.execute_batch("RELEASE one_write").map_err(step)?;
         } else {
             // If SQLite already rolled the whole transaction back (some I/O errors and
