@@ -24,7 +24,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use latchkey_endpoints::{App, ClientAddr, Config, MAX_BODY_BYTES};
+use latchkey_endpoints::{App, ClientAddr, Config, MAX_BODY_BYTES, REQUEST_ID_HEADER};
 use latchkey_store_sqlite::SqliteStore;
 use latchkey_token::keys::KeySet;
 use tokio::sync::{mpsc, watch};
@@ -83,6 +83,7 @@ async fn serve_one(
         // The path only: queries carry codes and tokens, which must never reach a log.
         tracing::info!(
             target: "latchkey::access",
+            request_id = resp.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default(),
             method = %method,
             path = %path,
             status = resp.status().as_u16(),

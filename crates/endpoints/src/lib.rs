@@ -61,7 +61,14 @@ pub struct App<S> {
     /// Checks bearer tokens' signatures where the runtime has a faster check than the
     /// token crate's own (WebCrypto on Workers); `None`: the token crate's.
     signature_checker: Option<Box<dyn latchkey_token::jwt::SignatureChecker>>,
+    /// Request ids are this instance's random prefix and a counter: unique without a
+    /// random draw per request (ids need to be distinct, not secret).
+    request_id_prefix: u64,
+    requests: std::cell::Cell<u64>,
 }
+
+/// The header that carries the request id, in and out (see [`App::handle`]).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// How a route answers errors.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -79,7 +86,11 @@ impl<S: Store> App<S> {
         clock: Box<dyn Clock>,
         entropy: Box<dyn Entropy>,
     ) -> Self {
+        let mut prefix = [0u8; 8];
+        entropy.fill(&mut prefix);
         App {
+            request_id_prefix: u64::from_be_bytes(prefix),
+            requests: std::cell::Cell::new(0),
             config,
             keys,
             store,
@@ -121,6 +132,34 @@ impl<S: Store> App<S> {
 
     /// Answers one request. Never panics on any input; every failure is a response.
     pub async fn handle(&self, req: Request<Bytes>) -> Response {
+        let request_id = self.request_id(req.headers());
+        let span = tracing::info_span!("request", request_id = %request_id);
+        let mut resp = tracing::Instrument::instrument(self.handle_in_span(req), span).await;
+        response::set_header(&mut resp, REQUEST_ID_HEADER, &request_id);
+        resp
+    }
+
+    /// The request's id: the caller's `X-Request-Id` when it is a plain token (1 to 128
+    /// letters, digits, `-`, `_`, `.`, `:`), so a proxy's id (nginx's `$request_id`,
+    /// Traefik's, a load balancer's) follows the request into our logs; otherwise a new
+    /// one. Anything else is replaced rather than logged, so no header can forge a log
+    /// line.
+    fn request_id(&self, headers: &http::HeaderMap) -> String {
+        let given = request::header_text(headers, REQUEST_ID_HEADER).filter(|id| {
+            (1..=128).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        });
+        match given {
+            Some(id) => id.to_owned(),
+            None => {
+                let n = self.requests.get().wrapping_add(1);
+                self.requests.set(n);
+                format!("{:016x}-{n:x}", self.request_id_prefix)
+            }
+        }
+    }
+
+    async fn handle_in_span(&self, req: Request<Bytes>) -> Response {
         let path = req.uri().path().to_owned();
         let (kind, cors) = match path.as_str() {
             "/oauth2/authorize" | "/oauth2/end_session" => (Kind::Page, false),

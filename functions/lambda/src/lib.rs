@@ -205,6 +205,11 @@ pub fn serve(function: &'static str) -> Result<(), lambda_http::Error> {
                 tracing::info!(
                     target: "latchkey::access",
                     function,
+                    request_id = resp
+                        .headers()
+                        .get(latchkey_endpoints::REQUEST_ID_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default(),
                     method = %method,
                     path = %logged_path,
                     status = resp.status().as_u16(),

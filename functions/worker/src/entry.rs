@@ -194,6 +194,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     // granularity, not CPU time.
     tracing::info!(
         target: "latchkey::access",
+        request_id = resp
+            .headers()
+            .get(latchkey_endpoints::REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
         method = %method,
         path = %path,
         status = resp.status().as_u16(),
