@@ -23,7 +23,7 @@ process.env.LATCHKEY_E2E_TARGET = 'lambda';
 // that profile too; see the workspace Cargo.toml) unless BENCH_EMULATOR_RELEASE=1.
 if (process.env.BENCH_EMULATOR_RELEASE === '1') process.env.LATCHKEY_LAMBDA_RELEASE = '1';
 const { spawn } = await import('node:child_process');
-const { descendantCpuSeconds } = await import('./proc-cpu.mjs');
+const { descendantCpuSeconds, cpuSecondsOf } = await import('./proc-cpu.mjs');
 const { stat, readFile } = await import('node:fs/promises');
 const http = await import('node:http');
 const path = await import('node:path');
@@ -70,65 +70,22 @@ function event(p) {
   };
 }
 
-async function coldStart(fn, p) {
-  let done;
-  const answered = new Promise((r) => { done = r; });
-  let served = false;
+// A stand-in for the Lambda Runtime API: serves `count` events for path `p`, one after
+// another, to one process of the shipped binary `fn`, and calls `onResponse(url, body,
+// index)` as each answer arrives (after it, the next poll waits until the process is
+// stopped). `measure(child, started, done)` makes that callback; `started` is the
+// hrtime just before the spawn, and `runEvents` returns what is passed to `done`, or
+// fails after `timeoutMs`.
+async function runEvents(fn, p, count, timeoutMs, measure) {
+  let served = 0, answered = 0, settle;
+  const outcome = new Promise((r) => { settle = r; });
+  let onResponse = () => {};
   const api = http.createServer((rq, rs) => {
     if (rq.method === 'GET' && rq.url.endsWith('/invocation/next')) {
-      if (served) return; // the next poll waits until the process is stopped
-      served = true;
+      if (served >= count) return;
+      served += 1;
       rs.writeHead(200, {
-        'content-type': 'application/json', 'lambda-runtime-aws-request-id': 'req-1',
-        'lambda-runtime-deadline-ms': String(Date.now() + 10000),
-        'lambda-runtime-invoked-function-arn': `arn:aws:lambda:us-east-1:123456789012:function:${fn}`,
-      });
-      rs.end(JSON.stringify(event(p)));
-      return;
-    }
-    let body = '';
-    rq.on('data', (d) => { body += d; });
-    rq.on('end', () => { rs.writeHead(202); rs.end('{}'); done({ t: process.hrtime.bigint(), url: rq.url, body }); });
-  });
-  await new Promise((r) => api.listen(0, '127.0.0.1', r));
-  const env = {
-    ...process.env, ...fnEnv,
-    AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${api.address().port}`, AWS_LAMBDA_FUNCTION_NAME: fn,
-    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256', AWS_LAMBDA_FUNCTION_VERSION: '$LATEST', LATCHKEY_LOG: 'warn',
-  };
-  const t0 = process.hrtime.bigint();
-  const p0 = spawn(path.join(RELEASE, fn), [], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  p0.stderr.on('data', (d) => { stderr += d; });
-  const timeout = setTimeout(() => done({ error: `no answer in 10 s: ${stderr}` }), 10000);
-  const r = await answered;
-  clearTimeout(timeout);
-  p0.kill('SIGKILL');
-  api.closeAllConnections(); api.close();
-  if (r.error) throw new Error(r.error);
-  if (!r.url.endsWith('/response')) throw new Error(`the function reported ${r.url}: ${r.body}`);
-  return { ms: Number(r.t - t0) / 1e6, body: r.body };
-}
-
-// Warm CPU per resolve: the same stand-in serves `n + 1` events one after another to
-// one process of the shipped (`lambda` profile) binary; the process's own CPU time
-// (user + system, /proc/PID/stat) from its first answer to its last, over n. That is
-// the function's work per request (what Lambda bills), with no emulator in the path.
-async function warmCpuPerEvent(fn, p, n) {
-  const { readFile: read } = await import('node:fs/promises');
-  const cpuSeconds = async (pid) => {
-    const f = (await read(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  };
-  let finished;
-  const allDone = new Promise((r) => { finished = r; });
-  let sent = 0, answered = 0, cpuAfterFirst = 0, child;
-  const api = http.createServer((rq, rs) => {
-    if (rq.method === 'GET' && rq.url.endsWith('/invocation/next')) {
-      if (sent > n) return; // every event served: this poll waits until the process is stopped
-      sent += 1;
-      rs.writeHead(200, {
-        'content-type': 'application/json', 'lambda-runtime-aws-request-id': `req-${sent}`,
+        'content-type': 'application/json', 'lambda-runtime-aws-request-id': `req-${served}`,
         'lambda-runtime-deadline-ms': String(Date.now() + 10000),
         'lambda-runtime-invoked-function-arn': `arn:aws:lambda:us-east-1:123456789012:function:${fn}`,
       });
@@ -138,12 +95,8 @@ async function warmCpuPerEvent(fn, p, n) {
     let body = '';
     rq.on('data', (d) => { body += d; });
     rq.on('end', async () => {
-      if (!rq.url.endsWith('/response') || !body.includes('"x-authgear-session-valid":"true"')) {
-        finished({ error: `event ${answered + 1}: ${rq.url} ${body.slice(0, 300)}` });
-      }
       answered += 1;
-      if (answered === 1) cpuAfterFirst = await cpuSeconds(child.pid);
-      if (answered === n + 1) finished({ cpu: (await cpuSeconds(child.pid)) - cpuAfterFirst });
+      try { await onResponse(rq.url, body, answered); } catch (e) { settle({ error: e.message }); }
       rs.writeHead(202); rs.end('{}');
     });
   });
@@ -153,14 +106,42 @@ async function warmCpuPerEvent(fn, p, n) {
     AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${api.address().port}`, AWS_LAMBDA_FUNCTION_NAME: fn,
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256', AWS_LAMBDA_FUNCTION_VERSION: '$LATEST', LATCHKEY_LOG: 'warn',
   };
-  child = spawn(path.join(RELEASE, fn), [], { env, stdio: ['ignore', 'ignore', 'ignore'] });
-  const timeout = setTimeout(() => finished({ error: 'the warm run did not finish in 120 s' }), 120000);
-  const r = await allDone;
+  const started = process.hrtime.bigint();
+  const child = spawn(path.join(RELEASE, fn), [], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  onResponse = measure(child, started, (value) => settle({ value }));
+  const timeout = setTimeout(() => settle({ error: `no answer in ${timeoutMs / 1000} s: ${stderr}` }), timeoutMs);
+  const r = await outcome;
   clearTimeout(timeout);
   child.kill('SIGKILL');
   api.closeAllConnections(); api.close();
   if (r.error) throw new Error(r.error);
-  return (r.cpu * 1000) / n;
+  return r.value;
+}
+
+async function coldStart(fn, p) {
+  return runEvents(fn, p, 1, 10000, (_child, started, done) => (url, body) => {
+    const t = process.hrtime.bigint();
+    if (!url.endsWith('/response')) throw new Error(`the function reported ${url}: ${body}`);
+    done({ ms: Number(t - started) / 1e6, body });
+  });
+}
+
+// Warm CPU per resolve: the stand-in serves `n + 1` events to one process of the
+// shipped (`lambda` profile) binary; the process's own CPU time (user + system,
+// /proc/PID/stat) from its first answer to its last, over n. That is the function's
+// work per request (what Lambda bills), with no emulator in the path.
+async function warmCpuPerEvent(fn, p, n) {
+  let afterFirst = 0;
+  const seconds = await runEvents(fn, p, n + 1, 120000, (child, _started, done) => async (url, body, index) => {
+    if (!url.endsWith('/response') || !body.includes('"x-authgear-session-valid":"true"')) {
+      throw new Error(`event ${index}: ${url} ${body.slice(0, 300)}`);
+    }
+    if (index === 1) afterFirst = await cpuSecondsOf(child.pid);
+    if (index === n + 1) done((await cpuSecondsOf(child.pid)) - afterFirst);
+  });
+  return (seconds * 1000) / n;
 }
 
 const cold = {};

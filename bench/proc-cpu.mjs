@@ -7,19 +7,26 @@ import { readdir, readFile } from 'node:fs/promises';
 // USER_HZ: the unit of utime and stime in /proc/PID/stat; 100 on every Linux we run.
 const TICKS_PER_SECOND = 100;
 
+// "pid (comm) state ppid ..." — comm may contain spaces and parentheses.
+function parseStat(pid, stat) {
+  const open = stat.indexOf('('), close = stat.lastIndexOf(')');
+  const f = stat.slice(close + 2).split(' ');
+  return { pid, comm: stat.slice(open + 1, close), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
+}
+
 async function table() {
   const rows = [];
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => null);
-    if (!stat) continue;
-    // "pid (comm) state ppid ..." — comm may contain spaces and parentheses.
-    const open = stat.indexOf('('), close = stat.lastIndexOf(')');
-    const comm = stat.slice(open + 1, close);
-    const f = stat.slice(close + 2).split(' ');
-    rows.push({ pid: Number(name), comm, ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+    if (stat) rows.push(parseStat(Number(name), stat));
   }
   return rows;
+}
+
+/** Seconds of CPU (user + system) used so far by process `pid`. */
+export async function cpuSecondsOf(pid) {
+  return parseStat(pid, await readFile(`/proc/${pid}/stat`, 'utf8')).ticks / TICKS_PER_SECOND;
 }
 
 /** Seconds of CPU (user + system) used so far by descendants of this process named `match`. */

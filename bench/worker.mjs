@@ -43,6 +43,16 @@ console.log(`| index.js | ${(shim.length / 1024).toFixed(0)} KiB | ${(gzipSync(s
 
 // 2. start-up under Miniflare
 const { Miniflare } = await import(path.join(REPO, 'infra', 'cloudflare', 'node_modules', 'miniflare', 'dist', 'src', 'index.js'));
+/** A Miniflare instance of the Worker bundle in `build`, with its Durable Object binding. */
+const latchkeyMiniflare = (build, bindings) => new Miniflare({
+  modules: true,
+  scriptPath: path.join(build, 'index.js'),
+  modulesRules: [{ type: 'ESModule', include: ['**/*.js'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }],
+  compatibilityDate: COMPATIBILITY_DATE,
+  durableObjects: { LATCHKEY_OBJECTS: 'LatchkeyObject' },
+  bindings,
+  cf: false,
+});
 const dir = await mkdtemp(path.join(os.tmpdir(), 'latchkey-bench-worker-'));
 const init = await runCli(['init', '--data-dir', dir, '--public-origin', 'http://127.0.0.1:8787']);
 if (init.code !== 0) throw new Error(init.stderr);
@@ -55,15 +65,7 @@ const bindings = {
 const starts = [];
 for (let i = 0; i < STARTS; i++) {
   const t0 = performance.now();
-  const mf = new Miniflare({
-    modules: true,
-    scriptPath: path.join(BUILD, 'index.js'),
-    modulesRules: [{ type: 'ESModule', include: ['**/*.js'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }],
-    compatibilityDate: COMPATIBILITY_DATE,
-    durableObjects: { LATCHKEY_OBJECTS: 'LatchkeyObject' },
-    bindings,
-    cf: false,
-  });
+  const mf = latchkeyMiniflare(BUILD, bindings);
   const res = await mf.dispatchFetch('http://127.0.0.1:8787/healthz');
   await res.text();
   starts.push(performance.now() - t0);
@@ -121,15 +123,7 @@ async function verifyRows() {
       const sig = signer.sign({ key: createPrivateKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' });
       const token = `${input}.${sig.toString('base64url')}`;
       const { d, p, q, dp, dq, qi, ...publicJwk } = jwk;
-      const wasm = new Miniflare({
-        modules: true,
-        scriptPath: path.join(CONFORMANCE_BUILD, 'index.js'),
-        modulesRules: [{ type: 'ESModule', include: ['**/*.js'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }],
-        compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: { LATCHKEY_OBJECTS: 'LatchkeyObject' },
-        bindings: { LATCHKEY_SECRETS: secrets, LATCHKEY_LOG: 'error' },
-        cf: false,
-      });
+      const wasm = latchkeyMiniflare(CONFORMANCE_BUILD, { LATCHKEY_SECRETS: secrets, LATCHKEY_LOG: 'error' });
       const webcrypto = new Miniflare({ modules: true, script: WEBCRYPTO_WORKER, compatibilityDate: COMPATIBILITY_DATE, cf: false });
       const call = {
         wasm: (n) => wasm.dispatchFetch(`http://x/__bench/verify?n=${n}&iss=${encodeURIComponent(iss)}`, { method: 'POST', body: token }),
