@@ -118,6 +118,12 @@ export async function startWorker({ port, dataDir, build = BUILD, extraEnv = {} 
       if (Date.now() > end || proc.exitCode !== null) throw new Error(`the Worker did not answer /healthz\n${log}`);
       await new Promise((r) => setTimeout(r, 200));
     }
+    // And that the Worker answering is this one: its admin key, unlike any other
+    // test server's, is accepted (a 404 for a user nobody has, not a 401).
+    const probe = await admin(`http://127.0.0.1:${port}`, adminKey, 'GET', '/_api/admin/users?username=__latchkey_probe__');
+    if (probe.status !== 404) {
+      throw new Error(`another server answers on port ${port}: the admin key got ${probe.status} ${JSON.stringify(probe.json)}\n${log}`);
+    }
   } catch (e) {
     await handle.stop();
     throw e;
