@@ -86,9 +86,12 @@ export async function runCli(args, { stdin, timeoutMs = 20000, env } = {}) {
     const awsArgs = [...args.slice(0, dirAt), '--table', tables.get(args[dirAt + 1]), ...args.slice(dirAt + 2)];
     return lambda.latchkeyAws(LATCHKEY_AWS_BIN, awsArgs, { stdin, timeoutMs, env });
   }
-  if (workers && args[0] === 'users' && dirAt >= 0 && workerServers.has(args[dirAt + 1])) {
+  // On Workers, whose state no data directory holds, the same command goes to the
+  // running Worker's admin API: `latchkey --endpoint`, the operator interface there.
+  if (workers && ['users', 'sessions'].includes(args[0]) && dirAt >= 0 && workerServers.has(args[dirAt + 1])) {
     const { origin, adminKey } = workerServers.get(args[dirAt + 1]);
-    return workers.usersCommand(origin, adminKey, args, stdin);
+    const remote = [...args.slice(0, dirAt), '--endpoint', origin, ...args.slice(dirAt + 2)];
+    return runCli(remote, { stdin, timeoutMs: Math.max(timeoutMs, 60000), env: { ...env, LATCHKEY_ADMIN_KEY: adminKey } });
   }
   await assertBinary();
   return new Promise((resolve, reject) => {
@@ -339,6 +342,10 @@ export async function startServer(opts = {}) {
   const config = (opts.config ?? ((o) => baseConfig(o)))(origin);
   await writeFile(path.join(dataDir, 'latchkey.yaml'), typeof config === 'string' ? config : toYaml(config));
   await addClientSecrets(dataDir, opts.clientSecrets ?? { backend: BACKEND_SECRET });
+  // Every test server has the admin API on, with a key of its own (kept in the data
+  // directory for restarts; lib/workers.mjs reads it there too).
+  const adminKey = (await mustCli(['admin-key', 'create', '--data-dir', dataDir])).stdout.trim();
+  await writeFile(path.join(dataDir, 'admin-key'), adminKey, { mode: 0o600 });
   if (lambda) {
     const table = lambda.newTableName();
     const r = await lambda.latchkeyAws(LATCHKEY_AWS_BIN, ['--table', table, 'table', 'create']);
@@ -356,6 +363,7 @@ export async function startServer(opts = {}) {
     origin,
     port,
     dataDir,
+    adminKey,
     userIds,
     handle: null,
     previousLogs: '',
@@ -405,6 +413,14 @@ export async function startServer(opts = {}) {
       if (!process.env.LATCHKEY_E2E_KEEP) await rm(dataDir, { recursive: true, force: true });
     },
     cli(args, cliOpts) { return runCli(args, cliOpts); },
+    /** A `latchkey` operator command against this server's admin API (`--endpoint`). */
+    admin(args, cliOpts = {}) {
+      return runCli([...args, '--endpoint', origin], {
+        timeoutMs: TARGET === 'local' ? 20000 : 60000,
+        ...cliOpts,
+        env: { LATCHKEY_ADMIN_KEY: adminKey, ...cliOpts.env },
+      });
+    },
     addUser(u) { return addUser(dataDir, u).then((id) => { userIds[u.username] = id; return id; }); },
     url(p) { return new URL(p, origin).toString(); },
   };
@@ -958,16 +974,16 @@ export async function signingKey(dataDir) {
 }
 
 /** Runs a python3 script to completion: resolves {code, signal, stdout, stderr}. */
-export function runPython(script, args = [], { timeoutMs = 30000, stdin = '' } = {}) {
+export function runPython(script, args = [], { timeoutMs = 30000, stdin = '', python = PYTHON_BIN } = {}) {
   return new Promise((resolve, reject) => {
-    const p = spawn(PYTHON_BIN, ['-c', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(python, ['-c', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     live.add(p);
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => { stdout += d; });
     p.stderr.on('data', (d) => { stderr += d; });
     const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`python timed out after ${timeoutMs} ms: ${stderr}`)); }, timeoutMs);
-    p.on('error', (e) => { clearTimeout(timer); live.delete(p); reject(new Error(`${PYTHON_BIN}: ${e.message} (python3 is needed)`)); });
+    p.on('error', (e) => { clearTimeout(timer); live.delete(p); reject(new Error(`${python}: ${e.message} (python3 is needed)`)); });
     p.on('close', (code, signal) => { clearTimeout(timer); live.delete(p); resolve({ code, signal, stdout, stderr }); });
     p.stdin.on('error', () => {});
     p.stdin.end(stdin);

@@ -7,10 +7,19 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use base64::Engine;
 use jwt_simple::prelude::*;
 use latchkey_endpoints::{Config, parse_config, parse_secrets};
 use latchkey_store_sqlite::SqliteStore;
 use latchkey_token::keys::{Algorithm, KeySet};
+
+/// What a server loads from a data directory.
+pub struct Loaded {
+    pub config: Arc<Config>,
+    pub keys: Arc<KeySet>,
+    /// SHA-256 (hex) of each admin API key; none: the admin API is off.
+    pub admin_key_hashes: Vec<String>,
+}
 
 /// Paths inside a data directory.
 pub struct DataDir {
@@ -39,7 +48,7 @@ impl DataDir {
     }
 
     /// Reads and validates config and secrets.
-    pub fn load(&self) -> Result<(Arc<Config>, Arc<KeySet>), String> {
+    pub fn load(&self) -> Result<Loaded, String> {
         let secrets_text =
             fs::read_to_string(self.secrets()).map_err(|e| format!("cannot read {}: {e}", self.secrets().display()))?;
         let secrets = parse_secrets(&secrets_text).map_err(|e| format!("invalid {}: {e}", self.secrets().display()))?;
@@ -47,7 +56,44 @@ impl DataDir {
             fs::read_to_string(self.config()).map_err(|e| format!("cannot read {}: {e}", self.config().display()))?;
         let config =
             parse_config(&config_text, &secrets).map_err(|e| format!("invalid {}: {e}", self.config().display()))?;
-        Ok((Arc::new(config), Arc::new(secrets.keys)))
+        Ok(Loaded {
+            config: Arc::new(config),
+            keys: Arc::new(secrets.keys),
+            admin_key_hashes: secrets.admin_key_hashes,
+        })
+    }
+
+    /// Makes a new admin API key, adds its SHA-256 to the secrets file `path`'s `admin`
+    /// entry (creating the entry if needed) and returns the key, which is stored
+    /// nowhere. The file is edited as text, so its comments and layout stay as they
+    /// are, and the result is parsed before it replaces the file (atomically, mode
+    /// 0600): unless it holds exactly the old admin keys and the new one, the file is
+    /// left alone and the error says what to add by hand.
+    pub fn add_admin_key(path: &Path, entropy: &dyn latchkey_token::Entropy) -> Result<String, String> {
+        let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let before = parse_secrets(&text).map_err(|e| format!("invalid {}: {e}", path.display()))?;
+        let mut raw = [0u8; 32];
+        entropy.fill(&mut raw);
+        let key = format!("lk_admin_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+        let hex = latchkey_token::secret::sha256_hex(&key);
+        let updated = with_admin_hash(&text, &hex);
+        let mut expected = before.admin_key_hashes.clone();
+        expected.push(hex.clone());
+        let parsed = updated.as_deref().map(parse_secrets);
+        if !matches!(&parsed, Some(Ok(after)) if after.admin_key_hashes == expected) {
+            return Err(format!(
+                "cannot add the key to {} automatically; add this entry to its secrets list by hand:\n  \
+                 - key: admin\n    data:\n      key_hashes:\n        - \"sha256:{hex}\"",
+                path.display()
+            ));
+        }
+        let updated = updated.unwrap_or_default();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("latchkey.secrets.yaml");
+        let tmp = path.with_file_name(format!(".{name}.tmp"));
+        let _ = fs::remove_file(&tmp);
+        write_new(&tmp, updated.as_bytes(), 0o600)?;
+        fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+        Ok(key)
     }
 
     /// Creates the directory, a config with the demo client, a fresh signing key and
@@ -76,6 +122,45 @@ impl DataDir {
         self.open_store()?;
         Ok(vec![self.config(), self.secrets(), self.database()])
     }
+}
+
+/// `text` with `sha256:<hex>` added to its `admin` entry's `key_hashes` block list, or
+/// a new `admin` entry appended to the `secrets:` list (indented like its first item).
+/// `None` when the layout is not one this knows; the caller verifies the result.
+fn with_admin_hash(text: &str, hex: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let admin_at = lines.iter().position(|l| {
+        let t = l.trim_start();
+        t == "- key: admin" || t == "- key: \"admin\"" || t == "- key: 'admin'"
+    });
+    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    match admin_at {
+        Some(at) => {
+            let hashes_at = (at + 1..lines.len())
+                .take_while(|&i| lines[i].trim().is_empty() || indent_of(lines[i]) > indent_of(lines[at]))
+                .find(|&i| lines[i].trim() == "key_hashes:")?;
+            let item_indent = lines
+                .get(hashes_at + 1)
+                .filter(|l| l.trim_start().starts_with("- "))
+                .map_or(indent_of(lines[hashes_at]) + 2, |l| indent_of(l));
+            // After the last item, so the new key comes last.
+            let items = lines[hashes_at + 1..]
+                .iter()
+                .take_while(|l| indent_of(l) == item_indent && l.trim_start().starts_with("- "))
+                .count();
+            out.insert(hashes_at + 1 + items, format!("{}- \"sha256:{hex}\"", " ".repeat(item_indent)));
+        }
+        None => {
+            let first_item = lines.iter().skip_while(|l| l.trim() != "secrets:").nth(1)?;
+            let pad = " ".repeat(indent_of(first_item));
+            out.push(format!("{pad}- key: admin"));
+            out.push(format!("{pad}  data:"));
+            out.push(format!("{pad}    key_hashes:"));
+            out.push(format!("{pad}      - \"sha256:{hex}\""));
+        }
+    }
+    Some(out.join("\n") + "\n")
 }
 
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {

@@ -2,19 +2,22 @@
 //! embedded SQLite store; `init` and `users` manage a data directory. Flags have
 //! `LATCHKEY_*` environment equivalents.
 
+mod admin_client;
 mod datadir;
+mod ops;
 mod server;
-mod users;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use latchkey_token::keys::Algorithm;
 
+use admin_client::AdminClient;
 use datadir::DataDir;
+use ops::Output;
 
 #[derive(Parser)]
 #[command(name = "latchkey", version, about = "Latchkey: sessions, tokens, revocation and a forward-auth resolver")]
@@ -75,19 +78,65 @@ enum Command {
         #[arg(long, value_enum, default_value = "RS256")]
         algorithm: Alg,
     },
-    /// Manage users.
+    /// Manage users (on the data directory, or a deployment with --endpoint).
     Users {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Manage sessions (on the data directory, or a deployment with --endpoint).
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Admin API keys.
+    AdminKey {
+        #[command(subcommand)]
+        command: AdminKeyCommand,
+    },
+}
+
+/// Where an operator command acts: the local data directory (the default), or a
+/// deployment's admin API.
+#[derive(Args)]
+struct Target {
+    /// Data directory (ignored with --endpoint).
+    #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
+    data_dir: PathBuf,
+    /// A deployment's public origin, e.g. https://auth.example.com: act through its
+    /// admin API instead of on a data directory.
+    #[arg(long, env = "LATCHKEY_ENDPOINT")]
+    endpoint: Option<String>,
+    /// The admin API key for --endpoint. Prefer the environment variable: an argument
+    /// is visible to other users in the process list.
+    #[arg(long, env = "LATCHKEY_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// Print the API's JSON (one line per record for listings) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Target {
+    fn client(&self) -> Result<AdminClient, String> {
+        match &self.endpoint {
+            Some(endpoint) => {
+                let key = self.admin_key.as_deref().ok_or("--endpoint needs an admin key: set LATCHKEY_ADMIN_KEY")?;
+                AdminClient::remote(endpoint, key)
+            }
+            None => AdminClient::local(&DataDir::new(&self.data_dir)),
+        }
+    }
+
+    fn output(&self) -> Output {
+        if self.json { Output::Json } else { Output::Table }
+    }
 }
 
 #[derive(Subcommand)]
 enum UsersCommand {
-    /// Add a user; the password is read from the first line of stdin.
+    /// Add a user; the password is read from the first line of stdin. Prints the id.
     Add {
-        #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         username: String,
         /// Mark the user as verified (`X-Authgear-User-Verified: true`).
@@ -96,11 +145,35 @@ enum UsersCommand {
         /// A role key (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// Stdin holds a password hash from another system (argon2, bcrypt, PBKDF2),
+        /// not a password; it is upgraded to argon2id at the user's first login.
+        #[arg(long)]
+        hash_from_stdin: bool,
+    },
+    /// Show a user.
+    Get {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        username: String,
+    },
+    /// List users in username order, optionally those whose username starts with --prefix.
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Show at most this many (default: all).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Users fetched per request.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        page_size: u16,
     },
     /// Disable a user and revoke all of their sessions.
     Disable {
-        #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         username: String,
         #[arg(long)]
@@ -108,10 +181,71 @@ enum UsersCommand {
     },
     /// Enable a disabled user.
     Enable {
-        #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         username: String,
+    },
+    /// Delete a user, revoking all of their sessions first.
+    Delete {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        username: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// List a user's active sessions.
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        username: String,
+    },
+    /// Revoke one session (and the token sessions made from it).
+    Revoke {
+        #[command(flatten)]
+        target: Target,
+        /// The session id (from `sessions list`).
+        #[arg(long)]
+        id: String,
+    },
+    /// Revoke every session of a user.
+    RevokeAll {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        username: String,
+    },
+    /// Create a session for a user and print its tokens as JSON (for apps with their
+    /// own login).
+    Create {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        username: String,
+        /// The client the tokens are for.
+        #[arg(long)]
+        client_id: String,
+        /// Space-separated scopes (default: openid offline_access).
+        #[arg(long)]
+        scope: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminKeyCommand {
+    /// Make an admin API key: its SHA-256 is added to the secrets file and the key is
+    /// printed once. Restart the server (or redeploy the secret) to use it.
+    Create {
+        /// Data directory whose latchkey.secrets.yaml gets the key.
+        #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
+        data_dir: PathBuf,
+        /// Another secrets file instead (the one a Lambda or Workers deployment uploads).
+        #[arg(long)]
+        secrets_file: Option<PathBuf>,
     },
 }
 
@@ -148,17 +282,77 @@ fn serve(data_dir: PathBuf, listen: SocketAddr, log_format: LogFormat) -> Result
         print_created(&files);
         println!("add a user with: latchkey users add --data-dir {} --username NAME", data_dir.display());
     }
-    let (config, keys) = dir.load()?;
+    let loaded = dir.load()?;
     let store = dir.open_store()?;
     let signals = server::Signals::install()?;
     let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("latchkey listening on http://{addr}");
-    println!("  issuer     {}", config.issuer);
-    println!("  discovery  {}/.well-known/openid-configuration", config.issuer);
-    println!("  resolver   {}/_resolver/resolve", config.issuer);
+    println!("  issuer     {}", loaded.config.issuer);
+    println!("  discovery  {}/.well-known/openid-configuration", loaded.config.issuer);
+    println!("  resolver   {}/_resolver/resolve", loaded.config.issuer);
     let _ = std::io::stdout().flush();
-    server::run(listener, config, keys, store, signals)
+    server::run(listener, loaded, store, signals)
+}
+
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    Ok(tokio::task::LocalSet::new().block_on(&rt, f))
+}
+
+fn users(command: UsersCommand) -> Result<(), String> {
+    match command {
+        UsersCommand::Add { target, username, verified, roles, hash_from_stdin } => {
+            let secret = if hash_from_stdin { read_hash()? } else { latchkey_native::accounts::read_password()? };
+            let field = if hash_from_stdin { "password_hash" } else { "password" };
+            let admin = target.client()?;
+            block_on(ops::users_add(&admin, target.output(), &username, (field, &secret), verified, &roles))?
+        }
+        UsersCommand::Get { target, username } => {
+            block_on(ops::users_get(&target.client()?, target.output(), &username))?
+        }
+        UsersCommand::List { target, prefix, limit, page_size } => {
+            block_on(ops::users_list(&target.client()?, target.output(), &prefix, page_size.into(), limit))?
+        }
+        UsersCommand::Disable { target, username, reason } => {
+            block_on(ops::users_set_disabled(&target.client()?, target.output(), &username, true, reason.as_deref()))?
+        }
+        UsersCommand::Enable { target, username } => {
+            block_on(ops::users_set_disabled(&target.client()?, target.output(), &username, false, None))?
+        }
+        UsersCommand::Delete { target, username } => {
+            block_on(ops::users_delete(&target.client()?, target.output(), &username))?
+        }
+    }
+}
+
+fn sessions(command: SessionsCommand) -> Result<(), String> {
+    match command {
+        SessionsCommand::List { target, username } => {
+            block_on(ops::sessions_list(&target.client()?, target.output(), &username))?
+        }
+        SessionsCommand::Revoke { target, id } => {
+            block_on(ops::sessions_revoke(&target.client()?, target.output(), &id))?
+        }
+        SessionsCommand::RevokeAll { target, username } => {
+            block_on(ops::sessions_revoke_all(&target.client()?, target.output(), &username))?
+        }
+        SessionsCommand::Create { target, username, client_id, scope } => {
+            block_on(ops::sessions_create(&target.client()?, target.output(), &username, &client_id, scope.as_deref()))?
+        }
+    }
+}
+
+/// A password hash from the first line of stdin.
+fn read_hash() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line)
+        .map_err(|e| format!("cannot read the password hash from stdin: {e}"))?;
+    let hash = line.trim().to_owned();
+    if hash.is_empty() {
+        return Err("the password hash (first line of stdin) is empty".into());
+    }
+    Ok(hash)
 }
 
 fn main() -> ExitCode {
@@ -168,17 +362,19 @@ fn main() -> ExitCode {
         Command::Init { data_dir, public_origin, algorithm } => {
             DataDir::new(&data_dir).init(&public_origin, algorithm.into()).map(|files| print_created(&files))
         }
-        Command::Users { command } => match command {
-            UsersCommand::Add { data_dir, username, verified, roles } => {
-                users::add(&DataDir::new(&data_dir), &username, verified, &roles)
-            }
-            UsersCommand::Disable { data_dir, username, reason } => {
-                users::set_disabled(&DataDir::new(&data_dir), &username, true, reason.as_deref())
-            }
-            UsersCommand::Enable { data_dir, username } => {
-                users::set_disabled(&DataDir::new(&data_dir), &username, false, None)
-            }
-        },
+        Command::Users { command } => users(command),
+        Command::Sessions { command } => sessions(command),
+        Command::AdminKey { command: AdminKeyCommand::Create { data_dir, secrets_file } } => {
+            let file = secrets_file.unwrap_or_else(|| DataDir::new(&data_dir).secrets());
+            DataDir::add_admin_key(&file, &latchkey_native::OsEntropy).map(|key| {
+                println!("{key}");
+                eprintln!(
+                    "added its SHA-256 to {}; the key itself is stored nowhere. Restart the server \
+                     (or upload the secrets again) to use it.",
+                    file.display()
+                );
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::datadir::Loaded;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body as _;
@@ -24,9 +25,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use latchkey_endpoints::{App, ClientAddr, Config, MAX_BODY_BYTES, REQUEST_ID_HEADER};
+use latchkey_endpoints::{App, ClientAddr, MAX_BODY_BYTES, REQUEST_ID_HEADER};
 use latchkey_store_sqlite::SqliteStore;
-use latchkey_token::keys::KeySet;
 use tokio::sync::{mpsc, watch};
 
 use latchkey_native::{OsEntropy, SystemClock};
@@ -228,13 +228,8 @@ impl Signals {
 }
 
 /// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
-pub fn run(
-    listener: StdListener,
-    config: Arc<Config>,
-    keys: Arc<KeySet>,
-    store: SqliteStore,
-    signals: Signals,
-) -> Result<(), String> {
+pub fn run(listener: StdListener, loaded: Loaded, store: SqliteStore, signals: Signals) -> Result<(), String> {
+    let Loaded { config, keys, admin_key_hashes } = loaded;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
     let (tx, rx) = watch::channel(false);
@@ -245,13 +240,15 @@ pub fn run(
         let open = Arc::new(AtomicUsize::new(0));
         inboxes.push(WorkerInbox { inbox, open: open.clone() });
         let (config, keys, store, rx) = (config.clone(), keys.clone(), store.clone(), rx.clone());
+        let admin_key_hashes = admin_key_hashes.clone();
         let handle = std::thread::Builder::new()
             .name(format!("latchkey-worker-{i}"))
             .spawn(move || -> Result<(), String> {
                 let rt =
                     tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
                 let local = tokio::task::LocalSet::new();
-                let app = App::new(config, keys, store, Box::new(SystemClock), Box::new(OsEntropy));
+                let app = App::new(config, keys, store, Box::new(SystemClock), Box::new(OsEntropy))
+                    .with_admin_key_hashes(admin_key_hashes);
                 local.block_on(&rt, worker_loop(handed, open, app, rx)).map_err(|e| e.to_string())
             })
             .map_err(|e| e.to_string())?;

@@ -1,31 +1,58 @@
-//! The admin API's account operations, JSON under `/_api/admin/`: off unless an admin
-//! key is configured ([`crate::App::with_admin_key_hash`]), and then only for requests
-//! that present that key as a bearer token (compared by SHA-256, in constant time).
-//! It is how operators manage accounts on targets with no local store to open (the
-//! Workers, whose state lives in Durable Objects).
+//! The admin API, JSON under `/_api/admin/`: off unless admin keys are configured
+//! ([`crate::App::with_admin_key_hashes`]), and then only for requests that present one
+//! of them as a bearer token (compared by SHA-256, in constant time, against every
+//! configured hash, so a key can be replaced without an outage). It is the one
+//! implementation of every operator action: the `latchkey` CLI calls it over HTTP
+//! (`--endpoint`) or in-process on a local data directory, so both behave alike.
 //!
-//! * `POST /_api/admin/users` `{"username", "password", "is_verified"?, "roles"?}` → 201 `{"id", "username"}`
+//! Users:
+//! * `POST /_api/admin/users` `{"username", "password" | "password_hash", "is_verified"?, "roles"?}` → 201 the user
 //! * `GET /_api/admin/users?username=NAME` → 200 the user (never its password hash)
+//! * `GET /_api/admin/users?prefix=P&after=NAME&limit=N` → 200 `{"users": [...], "next_after"}`:
+//!   usernames starting with `P`, in byte order, after the cursor; `next_after` is the
+//!   cursor of the next page, `null` on the last one
+//! * `GET /_api/admin/users/{id}` → 200 the user
+//! * `DELETE /_api/admin/users/{id}` → 200; every session is revoked first
 //! * `POST /_api/admin/users/{id}/disable` `{"reason"?}` → 200; every session is revoked
 //! * `POST /_api/admin/users/{id}/enable` → 200
+//!
+//! Sessions:
+//! * `GET /_api/admin/users/{id}/sessions` → 200 `{"sessions": [...]}`, the active ones
+//! * `POST /_api/admin/users/{id}/sessions` `{"client_id", "scope"?}` → 201 a token
+//!   response for a new session (Authgear's `createSession`, for teams with their own login)
+//! * `POST /_api/admin/users/{id}/sessions/revoke` → 200 `{"revoked": n}`
+//! * `POST /_api/admin/sessions/{id}/revoke` → 200; its child sessions go with it
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use latchkey_store::{Store, StoreError, User};
-use latchkey_token::secret;
+use latchkey_store::{Session, SessionKind, Store, StoreError, User};
+use latchkey_token::expiry::Lifetime;
+use latchkey_token::refresh::RefreshState;
+use latchkey_token::secret::{self, new_compound, random_uuid, sha256_hex};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::GrantType;
+use crate::discovery::SUPPORTED_SCOPES;
 use crate::error::ApiError;
 use crate::request::{Authorization, authorization};
 use crate::response::{Response, json, no_store};
 use crate::{App, request};
 
+/// The largest page of users one request may ask for.
+pub const MAX_PAGE: usize = 1000;
+/// The page size when a request names none.
+pub const DEFAULT_PAGE: usize = 100;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
     username: String,
-    password: String,
+    #[serde(default)]
+    password: Option<String>,
+    /// A hash brought from another system (see `latchkey_token::password`).
+    #[serde(default)]
+    password_hash: Option<String>,
     #[serde(default)]
     is_verified: bool,
     #[serde(default)]
@@ -39,6 +66,15 @@ struct Disable {
     reason: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSession {
+    client_id: String,
+    /// Space-separated, as in OAuth; default `openid offline_access`.
+    #[serde(default)]
+    scope: Option<String>,
+}
+
 fn user_json(user: &User) -> serde_json::Value {
     json!({
         "id": user.id,
@@ -48,6 +84,25 @@ fn user_json(user: &User) -> serde_json::Value {
         "is_verified": user.is_verified,
         "roles": user.roles,
         "created_at": user.created_at,
+        // The scheme only, never the hash: an imported one is upgraded at next login.
+        "password_scheme": latchkey_token::password::scheme_name(&user.password_hash),
+    })
+}
+
+fn session_json(session: &Session) -> serde_json::Value {
+    json!({
+        "id": session.id,
+        "kind": session.kind.as_str(),
+        "client_id": session.client_id,
+        "parent_id": session.parent_id,
+        "created_at": session.created_at,
+        "last_used_at": session.last_used_at,
+        "expires_at": session.expires_at(),
+        "authenticated_at": session.authenticated_at,
+        "amr": session.amr,
+        "scopes": session.scopes,
+        "user_agent": session.user_agent,
+        "ip": session.ip,
     })
 }
 
@@ -60,62 +115,192 @@ fn json_body<'a, T: Deserialize<'a>>(req: &'a Request<Bytes>) -> Result<T, ApiEr
     serde_json::from_slice(req.body()).map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
 }
 
+fn ok(body: &serde_json::Value) -> Result<Response, ApiError> {
+    Ok(no_store(json(StatusCode::OK, body)))
+}
+
 impl<S: Store> App<S> {
     pub(crate) async fn admin(&self, path: &str, req: &Request<Bytes>) -> Result<Response, ApiError> {
-        let Some(expected) = &self.admin_key_hash else {
+        if self.admin_key_hashes.is_empty() {
             return Err(ApiError::NotFound);
-        };
+        }
         match authorization(req.headers()) {
-            Authorization::Bearer(key) if secret::constant_time_eq(&secret::sha256_hex(key), expected) => {}
+            Authorization::Bearer(key) => {
+                let presented = secret::sha256_hex(key);
+                // Every hash is compared, so the time taken says nothing about which matched.
+                let matched = self
+                    .admin_key_hashes
+                    .iter()
+                    .fold(false, |found, expected| secret::constant_time_eq(&presented, expected) | found);
+                if !matched {
+                    return Err(ApiError::InvalidToken("not an admin key".into()));
+                }
+            }
             Authorization::None => return Err(ApiError::MissingToken),
             _ => return Err(ApiError::InvalidToken("not an admin key".into())),
         }
-        let rest = path.strip_prefix("/_api/admin/users").ok_or(ApiError::NotFound)?;
+        let rest = path.strip_prefix("/_api/admin/").ok_or(ApiError::NotFound)?;
+        let segments: Vec<&str> = rest.split('/').collect();
         let method = req.method();
-        match (rest.split('/').collect::<Vec<_>>().as_slice(), method) {
-            ([""], &Method::POST) => {
-                let new: NewUser = json_body(req)?;
-                let user = User::with_password(
-                    &*self.entropy,
-                    self.now(),
-                    &new.username,
-                    &new.password,
-                    new.is_verified,
-                    new.roles,
-                )
-                .map_err(ApiError::InvalidRequest)?;
-                match self.store.create_user(&user).await {
-                    Ok(()) => {}
-                    Err(StoreError::Conflict(_)) => {
-                        return Err(ApiError::Conflict(format!("a user named {:?} already exists", user.username)));
-                    }
-                    Err(e) => return Err(e.into()),
+        match (segments.as_slice(), method) {
+            (["users"], &Method::POST) => self.admin_create_user(req).await,
+            (["users"], &Method::GET) => self.admin_find_users(req).await,
+            (["users", id], &Method::GET) => ok(&user_json(&self.admin_user(id).await?)),
+            (["users", id], &Method::DELETE) => {
+                if !self.store.delete_user(id, self.now()).await? {
+                    return Err(ApiError::NoSuchResource("no such user"));
                 }
-                tracing::info!(target: "latchkey::admin", user_id = %user.id, "user created");
-                Ok(no_store(json(StatusCode::CREATED, &json!({ "id": user.id, "username": user.username }))))
+                tracing::info!(target: "latchkey::admin", user_id = %id, "user deleted");
+                ok(&json!({ "id": id, "deleted": true }))
             }
-            ([""], &Method::GET) => {
-                let params = request::Params::parse(req.uri().query().unwrap_or("").as_bytes())?;
-                let username =
-                    params.get("username").ok_or_else(|| ApiError::InvalidRequest("username is required".into()))?;
-                let user = self.store.user_by_username(username).await?.ok_or(ApiError::NoSuchResource("user"))?;
-                Ok(no_store(json(StatusCode::OK, &user_json(&user))))
-            }
-            (["", id, action @ ("disable" | "enable")], &Method::POST) => {
+            (["users", id, action @ ("disable" | "enable")], &Method::POST) => {
                 let disable = *action == "disable";
                 // The body is optional: disabling without a reason sends none.
                 let Disable { reason } =
                     if disable && !req.body().is_empty() { json_body(req)? } else { Disable::default() };
                 if !self.store.set_user_disabled(id, disable, reason.as_deref(), self.now()).await? {
-                    return Err(ApiError::NoSuchResource("user"));
+                    return Err(ApiError::NoSuchResource("no such user"));
                 }
                 tracing::info!(target: "latchkey::admin", user_id = %id, disabled = disable, "user updated");
-                let user = self.store.user_by_id(id).await?.ok_or(ApiError::NoSuchResource("user"))?;
-                Ok(no_store(json(StatusCode::OK, &user_json(&user))))
+                ok(&user_json(&self.admin_user(id).await?))
             }
-            ([""], _) => Err(ApiError::MethodNotAllowed("GET, POST")),
-            (["", _, "disable" | "enable"], _) => Err(ApiError::MethodNotAllowed("POST")),
+            (["users", id, "sessions"], &Method::GET) => {
+                let user = self.admin_user(id).await?;
+                let sessions = self.store.user_sessions(&user.id, self.now()).await?;
+                ok(&json!({ "sessions": sessions.iter().map(session_json).collect::<Vec<_>>() }))
+            }
+            (["users", id, "sessions"], &Method::POST) => self.admin_create_session(id, req).await,
+            (["users", id, "sessions", "revoke"], &Method::POST) => {
+                let user = self.admin_user(id).await?;
+                let revoked = self.store.revoke_user_sessions(&user.id, self.now()).await?;
+                tracing::info!(target: "latchkey::admin", user_id = %id, revoked, "sessions revoked");
+                ok(&json!({ "revoked": revoked }))
+            }
+            (["sessions", id, "revoke"], &Method::POST) => {
+                // An unknown id is a 404 here, not a tombstone: an operator's typo
+                // should say so.
+                if self.store.session(id).await?.is_none_or(|s| s.user_id.is_empty()) {
+                    return Err(ApiError::NoSuchResource("no such session"));
+                }
+                self.store.revoke_session(id, self.now()).await?;
+                tracing::info!(target: "latchkey::admin", session_id = %id, "session revoked");
+                ok(&json!({ "id": id, "revoked": true }))
+            }
+            (["users"], _) | (["users", _, "sessions"], _) => Err(ApiError::MethodNotAllowed("GET, POST")),
+            (["users", _], _) => Err(ApiError::MethodNotAllowed("GET, DELETE")),
+            (["users", _, "disable" | "enable"], _)
+            | (["users", _, "sessions", "revoke"], _)
+            | (["sessions", _, "revoke"], _) => Err(ApiError::MethodNotAllowed("POST")),
             _ => Err(ApiError::NotFound),
         }
+    }
+
+    async fn admin_user(&self, id: &str) -> Result<User, ApiError> {
+        self.store.user_by_id(id).await?.ok_or(ApiError::NoSuchResource("no such user"))
+    }
+
+    async fn admin_create_user(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
+        let new: NewUser = json_body(req)?;
+        let user = match (&new.password, &new.password_hash) {
+            (Some(password), None) => {
+                User::with_password(&*self.entropy, self.now(), &new.username, password, new.is_verified, new.roles)
+            }
+            (None, Some(hash)) => {
+                User::with_imported_hash(&*self.entropy, self.now(), &new.username, hash, new.is_verified, new.roles)
+            }
+            _ => Err("exactly one of password and password_hash is required".into()),
+        }
+        .map_err(ApiError::InvalidRequest)?;
+        match self.store.create_user(&user).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(ApiError::Conflict(format!("a user named {:?} already exists", user.username)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(target: "latchkey::admin", user_id = %user.id, "user created");
+        Ok(no_store(json(StatusCode::CREATED, &user_json(&user))))
+    }
+
+    async fn admin_find_users(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
+        let params = request::Params::parse(req.uri().query().unwrap_or("").as_bytes())?;
+        if let Some(username) = params.get("username") {
+            let user = self.store.user_by_username(username).await?.ok_or(ApiError::NoSuchResource("no such user"))?;
+            return ok(&user_json(&user));
+        }
+        let limit = match params.get("limit") {
+            None => DEFAULT_PAGE,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| ApiError::InvalidRequest(format!("limit must be 1 to {MAX_PAGE}")))?,
+        };
+        let prefix = params.get("prefix").unwrap_or_default();
+        // One more than asked: whether it comes back says if there is a next page.
+        let mut users = self.store.list_users(prefix, params.get("after"), limit + 1).await?;
+        let more = users.len() > limit;
+        users.truncate(limit);
+        let next_after = if more { users.last().map(|u| u.username.clone()) } else { None };
+        ok(&json!({ "users": users.iter().map(user_json).collect::<Vec<_>>(), "next_after": next_after }))
+    }
+
+    /// A token session for the user, as if they had logged in to `client_id` (with
+    /// `amr` empty: Latchkey did not authenticate them), and its tokens.
+    async fn admin_create_session(&self, user_id: &str, req: &Request<Bytes>) -> Result<Response, ApiError> {
+        let new: NewSession = json_body(req)?;
+        let client = self
+            .config
+            .client(&new.client_id)
+            .ok_or_else(|| ApiError::InvalidRequest(format!("no client {:?}", new.client_id)))?;
+        let user = self.admin_user(user_id).await?;
+        if user.disabled {
+            return Err(ApiError::Conflict("the user is disabled".into()));
+        }
+        let requested = new.scope.as_deref().unwrap_or("openid offline_access");
+        let mut scopes: Vec<String> = Vec::new();
+        for s in requested.split(' ').filter(|s| !s.is_empty()) {
+            if !SUPPORTED_SCOPES.contains(&s) {
+                return Err(ApiError::InvalidScope(format!("unsupported scope {s:?}")));
+            }
+            if s == "offline_access" && !client.allows(GrantType::RefreshToken) {
+                return Err(ApiError::InvalidScope("this client may not use refresh tokens".into()));
+            }
+            if !scopes.iter().any(|x| x == s) {
+                scopes.push(s.to_owned());
+            }
+        }
+        let now = self.now();
+        let session_id = random_uuid(self.entropy.as_ref());
+        let refresh_token =
+            scopes.iter().any(|s| s == "offline_access").then(|| new_compound(self.entropy.as_ref(), &session_id));
+        let session = Session {
+            id: session_id,
+            kind: SessionKind::Token,
+            user_id: user.id.clone(),
+            client_id: Some(client.id.clone()),
+            parent_id: None,
+            created_at: now,
+            authenticated_at: now,
+            amr: Vec::new(),
+            scopes: scopes.clone(),
+            lifetime: Lifetime {
+                lifetime_seconds: client.refresh_token_lifetime_seconds,
+                idle_timeout_seconds: client.refresh_token_idle_timeout_seconds,
+            },
+            last_used_at: now,
+            revoked_at: None,
+            secret_hash: None,
+            refresh: refresh_token.as_deref().map(|t| RefreshState::new(sha256_hex(t))),
+            version: 0,
+            user_agent: request::header_text(req.headers(), "user-agent").map(|v| v.chars().take(256).collect()),
+            ip: req.extensions().get::<crate::ClientAddr>().map(|a| a.0.clone()),
+        };
+        self.store.create_session(&session).await?;
+        let tokens = self.issue_tokens(client, &session, &user, &scopes, None, refresh_token)?;
+        tracing::info!(target: "latchkey::admin", user_id = %user.id, client_id = %client.id, "session created");
+        let mut body = crate::token::token_body(&tokens);
+        body["session_id"] = json!(session.id);
+        Ok(no_store(json(StatusCode::CREATED, &body)))
     }
 }

@@ -324,7 +324,30 @@ impl<S: Store> App<S> {
         let user = self.store.user_by_username(username).await?;
         let hash = user.as_ref().map_or(password::DUMMY_HASH, |u| u.password_hash.as_str());
         let ok = password::verify(pw, hash);
-        Ok(user.filter(|u| ok && !u.disabled))
+        let user = user.filter(|u| ok && !u.disabled);
+        if let Some(u) = &user
+            && password::needs_upgrade(&u.password_hash)
+        {
+            self.upgrade_password_hash(u, pw).await;
+        }
+        Ok(user)
+    }
+
+    /// Replaces an imported (or outdated) hash by argon2id of the password that just
+    /// matched it. Compare-and-swap on the old hash, so a password set meanwhile
+    /// stands. A failure only means the next login tries again: it is logged, and the
+    /// login goes on.
+    async fn upgrade_password_hash(&self, user: &User, pw: &str) {
+        let Some(next) = password::hash(self.entropy.as_ref(), pw) else {
+            return;
+        };
+        match self.store.replace_password_hash(&user.id, &user.password_hash, &next).await {
+            Ok(true) => tracing::info!(user_id = %user.id, "password hash upgraded to argon2id"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(user_id = %user.id, error = %e, "password hash upgrade failed; retried at the next login")
+            }
+        }
     }
 
     /// Finishes a successful authorization: a code (or nothing, for `response_type=none`)

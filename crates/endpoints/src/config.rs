@@ -532,11 +532,28 @@ struct OctKey {
     _rest: HashMap<String, serde_yaml_ng::Value>,
 }
 
-/// Loaded secrets: the key set and client secret hashes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminKeys {
+    /// `sha256:<hex>` of each admin API key (several, so that a key can be replaced
+    /// without an outage).
+    key_hashes: Vec<String>,
+}
+
+/// Loaded secrets: the key set, client secret hashes and admin key hashes.
 pub struct Secrets {
     /// Signing and verification keys.
     pub keys: KeySet,
     client_secret_hashes: HashMap<String, Vec<String>>,
+    /// SHA-256 (hex) of each admin API key; none: the admin API is off.
+    pub admin_key_hashes: Vec<String>,
+}
+
+/// `sha256:<64 hex digits>` → the lowercase hex, or `None`.
+fn parse_sha256_ref(text: &str) -> Option<String> {
+    text.strip_prefix("sha256:")
+        .filter(|x| x.len() == 64 && x.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
 }
 
 /// Parses the secrets document.
@@ -548,6 +565,7 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
     let raw: RawSecrets = parse_yaml(text)?;
     let mut keys = None;
     let mut client_secret_hashes: HashMap<String, Vec<String>> = HashMap::new();
+    let mut admin_key_hashes = Vec::new();
     for (i, secret) in raw.secrets.iter().enumerate() {
         let path = format!("secrets[{i}].data");
         match secret.key.as_str() {
@@ -582,29 +600,35 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
                         entry.push(sha256_hex(&secret));
                     }
                     for (k, h) in item.secret_hashes.iter().enumerate() {
-                        let hex = h
-                            .strip_prefix("sha256:")
-                            .filter(|x| x.len() == 64 && x.bytes().all(|b| b.is_ascii_hexdigit()));
-                        let Some(hex) = hex else {
+                        let Some(hex) = parse_sha256_ref(h) else {
                             return Err(err(
                                 format!("{path}.items[{j}].secret_hashes[{k}]"),
                                 "must be sha256:<64 hex digits>",
                             ));
                         };
-                        entry.push(hex.to_ascii_lowercase());
+                        entry.push(hex);
                     }
+                }
+            }
+            "admin" => {
+                let data: AdminKeys =
+                    serde_yaml_ng::from_value(secret.data.clone()).map_err(|e| err(&path, e.to_string()))?;
+                for (k, h) in data.key_hashes.iter().enumerate() {
+                    let hex = parse_sha256_ref(h)
+                        .ok_or_else(|| err(format!("{path}.key_hashes[{k}]"), "must be sha256:<64 hex digits>"))?;
+                    admin_key_hashes.push(hex);
                 }
             }
             other => {
                 return Err(err(
                     format!("secrets[{i}].key"),
-                    format!("unknown secret {other:?} (expected oauth or oauth.client_secrets)"),
+                    format!("unknown secret {other:?} (expected oauth, oauth.client_secrets or admin)"),
                 ));
             }
         }
     }
     let keys = keys.ok_or_else(|| err("secrets", "an `oauth` secret with at least one signing key is required"))?;
-    Ok(Secrets { keys, client_secret_hashes })
+    Ok(Secrets { keys, client_secret_hashes, admin_key_hashes })
 }
 
 /// Parses and validates the config document against the loaded secrets.

@@ -55,8 +55,9 @@ pub enum ApiError {
     /// Unknown path (404).
     #[error("not found")]
     NotFound,
-    /// A named resource of the admin API does not exist (404).
-    #[error("no such {0}")]
+    /// A resource of the admin API does not exist (404); the text says which
+    /// ("no such user").
+    #[error("{0}")]
     NoSuchResource(&'static str),
     /// The resource exists already (409).
     #[error("conflict: {0}")]

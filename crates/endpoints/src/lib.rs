@@ -56,8 +56,8 @@ pub struct App<S> {
     clock: Box<dyn Clock>,
     entropy: Box<dyn Entropy>,
     verified: verified_cache::VerifiedCache,
-    /// SHA-256 (hex) of the admin API key; `None`: the admin API is off.
-    admin_key_hash: Option<String>,
+    /// SHA-256 (hex) of each admin API key; none: the admin API is off.
+    admin_key_hashes: Vec<String>,
     /// Checks bearer tokens' signatures where the runtime has a faster check than the
     /// token crate's own (WebCrypto on Workers); `None`: the token crate's.
     signature_checker: Option<Box<dyn latchkey_token::jwt::SignatureChecker>>,
@@ -97,7 +97,7 @@ impl<S: Store> App<S> {
             clock,
             entropy,
             verified: Default::default(),
-            admin_key_hash: None,
+            admin_key_hashes: Vec::new(),
             signature_checker: None,
         }
     }
@@ -110,9 +110,9 @@ impl<S: Store> App<S> {
     }
 
     /// Turns the admin API (`/_api/admin/`, see [`admin`](crate::admin)) on for requests
-    /// that present a key whose SHA-256 (hex) is `hash`.
-    pub fn with_admin_key_hash(mut self, hash: Option<String>) -> Self {
-        self.admin_key_hash = hash.map(|h| h.to_ascii_lowercase());
+    /// that present a key whose SHA-256 (hex) is one of `hashes`; none leaves it off.
+    pub fn with_admin_key_hashes(mut self, hashes: impl IntoIterator<Item = String>) -> Self {
+        self.admin_key_hashes.extend(hashes.into_iter().map(|h| h.to_ascii_lowercase()));
         self
     }
 

@@ -21,6 +21,12 @@ use crate::response::{Response, json, no_store};
 use crate::session::IssuedTokens;
 
 fn token_response(t: &IssuedTokens) -> Response {
+    no_store(json(StatusCode::OK, &token_body(t)))
+}
+
+/// The token response's JSON (RFC 6749 §5.1), also the admin API's answer to creating
+/// a session.
+pub(crate) fn token_body(t: &IssuedTokens) -> serde_json::Value {
     let mut body = json!({
         "access_token": t.access_token,
         "token_type": "Bearer",
@@ -33,7 +39,7 @@ fn token_response(t: &IssuedTokens) -> Response {
     if let Some(rt) = &t.refresh_token {
         body["refresh_token"] = json!(rt);
     }
-    no_store(json(StatusCode::OK, &body))
+    body
 }
 
 fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, ApiError> {

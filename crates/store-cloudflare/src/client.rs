@@ -6,6 +6,7 @@ use futures_util::future::join_all;
 use latchkey_store::{AuthCode, Counter, Redemption, RefreshOutcome, Session, Store, StoreError, User};
 use latchkey_token::UnixSeconds;
 
+use crate::object::DIRECTORY;
 use crate::protocol::{Command, Reply, WireRedemption, WireRefresh};
 
 /// Sends a command to the object with a name and returns its reply.
@@ -81,6 +82,9 @@ impl<T: Objects> Store for ObjectStore<T> {
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
         let conflict = format!("user {}", user.username);
         self.ok("username", &user.username, Command::ClaimUsername { user_id: user.id.clone() }, &conflict).await?;
+        // Listed before the record exists; listings skip entries without a record.
+        let entry = Command::ListName { username: user.username.clone(), user_id: user.id.clone() };
+        self.ok("directory", DIRECTORY, entry, "directory").await?;
         match self.ok("user", &user.id, Command::CreateUser { user: user.clone() }, &conflict).await {
             Err(StoreError::Conflict(c)) => {
                 // The id is taken: give the name back (best effort; a stale claim only
@@ -130,6 +134,63 @@ impl<T: Objects> Store for ObjectStore<T> {
             self.revoke_all(&sessions, now, false).await?;
         }
         Ok(exists)
+    }
+
+    async fn replace_password_hash(&self, id: &str, current: &str, next: &str) -> Result<bool, StoreError> {
+        let command = Command::ReplacePasswordHash { current: current.to_owned(), next: next.to_owned() };
+        match self.call("user", id, command).await? {
+            Reply::Bool { value } => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_users(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, StoreError> {
+        let command = Command::ListNames { prefix: prefix.to_owned(), after: after.map(str::to_owned), limit };
+        let names = match self.call("directory", DIRECTORY, command).await? {
+            Reply::Names { names } => names,
+            other => return Err(unexpected(other)),
+        };
+        // The entry is written before the user record and dropped before it is deleted:
+        // an entry whose record does not exist (yet, or any more) is no user.
+        let users = join_all(names.iter().map(|(_, id)| self.user_by_id(id))).await;
+        let mut found = Vec::with_capacity(names.len());
+        for ((name, _), user) in names.iter().zip(users) {
+            if let Some(user) = user?.filter(|u| u.username == *name) {
+                found.push(user);
+            }
+        }
+        Ok(found)
+    }
+
+    /// In an order that a failure part-way leaves the user findable by id, so that
+    /// deleting again finishes the job: revoke the sessions, unlist the name, release
+    /// it, then delete the record.
+    async fn delete_user(&self, id: &str, now: UnixSeconds) -> Result<bool, StoreError> {
+        let Some(user) = self.user_by_id(id).await? else {
+            return Ok(false);
+        };
+        self.revoke_user_sessions(id, now).await?;
+        self.ok("directory", DIRECTORY, Command::UnlistName { username: user.username.clone() }, "directory").await?;
+        self.ok("username", &user.username, Command::ReleaseUsername { user_id: id.to_owned() }, "username").await?;
+        match self.call("user", id, Command::DeleteUser).await? {
+            Reply::Bool { value } => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<Vec<Session>, StoreError> {
+        let ids = match self.call("user", user_id, Command::UserSessions).await? {
+            Reply::Ids { ids } => ids,
+            other => return Err(unexpected(other)),
+        };
+        let mut sessions = Vec::with_capacity(ids.len());
+        for session in join_all(ids.iter().map(|id| self.session(id))).await {
+            if let Some(s) = session?.filter(|s| s.user_id == user_id && s.is_active(now)) {
+                sessions.push(s);
+            }
+        }
+        sessions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(sessions)
     }
 
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {

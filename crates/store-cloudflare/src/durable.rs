@@ -1,10 +1,12 @@
 //! The Durable Object class and the transport that calls it (wasm32 only).
 
 use latchkey_store::StoreError;
-use worker::{DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, State, durable_object};
+use worker::{
+    DurableObject, Env, ListOptions, Method, ObjectNamespace, Request, RequestInit, Response, State, durable_object,
+};
 
 use crate::client::Objects;
-use crate::object::{Record, apply};
+use crate::object::{DIRECTORY_KEY_PREFIX, Record, apply, is_directory_command};
 use crate::protocol::{Command, Reply};
 
 /// The storage key of an object's record.
@@ -27,6 +29,9 @@ impl DurableObject for LatchkeyObject {
             Err(e) => return Response::error(format!("bad command: {e}"), 400),
         };
         let storage = self.state.storage();
+        if is_directory_command(&command) {
+            return Response::from_json(&directory(&storage, command).await?);
+        }
         let mut record: Record = storage.get(RECORD).await?.unwrap_or_default();
         let (reply, effect) = apply(&mut record, command);
         if effect.write {
@@ -47,6 +52,46 @@ impl DurableObject for LatchkeyObject {
         // The record's lifetime is over: delete it (and with it, the object's storage).
         self.state.storage().delete_all().await?;
         Response::ok("expired")
+    }
+}
+
+/// Applies a `directory:` command: one storage operation over the object's
+/// per-name entries (see [`crate::object::DIRECTORY`]).
+async fn directory(storage: &worker::Storage, command: Command) -> worker::Result<Reply> {
+    match command {
+        Command::ListName { username, user_id } => {
+            storage.put(&format!("{DIRECTORY_KEY_PREFIX}{username}"), user_id).await?;
+            Ok(Reply::Ok)
+        }
+        Command::UnlistName { username } => {
+            storage.delete(&format!("{DIRECTORY_KEY_PREFIX}{username}")).await?;
+            Ok(Reply::Ok)
+        }
+        Command::ListNames { prefix, after, limit } => {
+            let prefix = format!("{DIRECTORY_KEY_PREFIX}{prefix}");
+            // `start` is inclusive: from the cursor itself, which is then skipped.
+            let start = after.as_ref().map(|a| format!("{DIRECTORY_KEY_PREFIX}{a}"));
+            let mut options = ListOptions::new().prefix(&prefix).limit(limit.saturating_add(1));
+            if let Some(start) = start.as_deref().filter(|s| *s > prefix.as_str()) {
+                options = options.start(start);
+            }
+            let map = storage.list_with_options(options).await?;
+            let mut names = Vec::new();
+            for entry in map.entries() {
+                let pair: worker::js_sys::Array = entry?.into();
+                let (Some(key), Some(id)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
+                    return Err(worker::Error::RustError("a directory entry is not a string pair".into()));
+                };
+                let name = key.strip_prefix(DIRECTORY_KEY_PREFIX).unwrap_or(&key).to_owned();
+                if after.as_deref().is_some_and(|a| name.as_str() <= a) {
+                    continue;
+                }
+                names.push((name, id));
+            }
+            names.truncate(limit);
+            Ok(Reply::Names { names })
+        }
+        other => Err(worker::Error::RustError(format!("not a directory command: {other:?}"))),
     }
 }
 

@@ -74,6 +74,21 @@ fn revoke(session: &mut Session, now: UnixSeconds) -> bool {
     newly
 }
 
+/// The name of the one `directory:` object, which lists every username for the admin
+/// API. Unlike every other object it keeps one storage entry per name, under
+/// [`DIRECTORY_KEY_PREFIX`], rather than one record: a record holding every user
+/// would outgrow a storage value. Its three commands are one storage operation each,
+/// which the Durable Object class (and the native tests' transport) apply directly.
+pub const DIRECTORY: &str = "users";
+
+/// The prefix of the directory's storage keys (`n:<username>` → user id).
+pub const DIRECTORY_KEY_PREFIX: &str = "n:";
+
+/// Whether `command` is one of the `directory:` object's.
+pub fn is_directory_command(command: &Command) -> bool {
+    matches!(command, Command::ListName { .. } | Command::UnlistName { .. } | Command::ListNames { .. })
+}
+
 /// Applies `command` to `record`. Never fails: every outcome is a [`Reply`].
 pub fn apply(record: &mut Record, command: Command) -> (Reply, Effect) {
     let write = Effect { write: true, expire_in: None };
@@ -121,6 +136,24 @@ pub fn apply(record: &mut Record, command: Command) -> (Reply, Effect) {
             (Reply::Ok, write)
         }
         Command::UserSessions => (Reply::Ids { ids: record.sessions.iter().map(|e| e.id.clone()).collect() }, read),
+        Command::ReplacePasswordHash { current, next } => match record.user.as_mut() {
+            Some(user) if user.password_hash == current => {
+                user.password_hash = next;
+                (Reply::Bool { value: true }, write)
+            }
+            _ => (Reply::Bool { value: false }, read),
+        },
+        Command::DeleteUser => {
+            let changed = record.user.is_some() || !record.sessions.is_empty();
+            let existed = record.user.take().is_some();
+            record.sessions.clear();
+            (Reply::Bool { value: existed }, Effect { write: changed, expire_in: None })
+        }
+        // Not a record's (see [`DIRECTORY`]): a reply no client accepts for them, so a
+        // transport that failed to apply them itself fails loudly.
+        Command::ListName { .. } | Command::UnlistName { .. } | Command::ListNames { .. } => {
+            (Reply::Bool { value: false }, read)
+        }
         Command::CreateSession { session } => {
             if record.session.is_some() {
                 return (Reply::Conflict, read);

@@ -16,6 +16,13 @@ pub enum Command {
     ReleaseUsername { user_id: String },
     /// `username:` — who holds the name.
     LookupUsername,
+    /// `directory:` — list `username` as held by `user_id` (one storage entry per name).
+    ListName { username: String, user_id: String },
+    /// `directory:` — drop the entry of `username`.
+    UnlistName { username: String },
+    /// `directory:` — up to `limit` entries whose names start with `prefix` and sort
+    /// after `after`, in name order.
+    ListNames { prefix: String, after: Option<String>, limit: usize },
     /// `user:` — insert the user record.
     CreateUser { user: User },
     /// `user:` — the user record.
@@ -24,8 +31,12 @@ pub enum Command {
     SetUserDisabled { disabled: bool, reason: Option<String> },
     /// `user:` — add a session to the user's index (pruning expired entries).
     IndexSession { session_id: String, expires_at: UnixSeconds, now: UnixSeconds },
+    /// `user:` — replace the password hash if it is still `current`.
+    ReplacePasswordHash { current: String, next: String },
     /// `user:` — every indexed session id.
     UserSessions,
+    /// `user:` — delete the user record and its session index; answers whether it existed.
+    DeleteUser,
     /// `session:` — insert the session.
     CreateSession { session: Session },
     /// `session:` — the session.
@@ -96,6 +107,8 @@ pub enum Reply {
     Session { session: Option<Session> },
     /// Session ids (a user's index).
     Ids { ids: Vec<String> },
+    /// Directory entries: (username, user id), in name order.
+    Names { names: Vec<(String, String)> },
     /// The result of disabling or enabling a user: whether it exists, and the sessions
     /// to revoke (when disabling).
     Disabled { exists: bool, sessions: Vec<String> },

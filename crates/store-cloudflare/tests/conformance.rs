@@ -3,16 +3,49 @@
 //! object's commands are applied under one lock, as the runtime serialises them. (The
 //! same suite runs against real Durable Objects in workerd: tests/e2e/60-workers-store.)
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use latchkey_store::StoreError;
-use latchkey_store_cloudflare::object::{Record, apply};
+use latchkey_store_cloudflare::object::{self, Record, apply};
 use latchkey_store_cloudflare::protocol::{Command, Reply};
 use latchkey_store_cloudflare::{ObjectStore, Objects};
 
 #[derive(Clone, Default)]
-struct InProcess(Arc<Mutex<HashMap<String, Record>>>);
+struct InProcess {
+    records: Arc<Mutex<HashMap<String, Record>>>,
+    /// The `directory:` objects' per-name entries (see [`object::DIRECTORY`]).
+    directories: Arc<Mutex<HashMap<String, BTreeMap<String, String>>>>,
+}
+
+impl InProcess {
+    /// What the Durable Object class does with a directory command, over a sorted map
+    /// in place of its storage.
+    fn directory(&self, name: &str, command: Command) -> Reply {
+        let mut directories = self.directories.lock().unwrap();
+        let names = directories.entry(name.to_owned()).or_default();
+        match command {
+            Command::ListName { username, user_id } => {
+                names.insert(username, user_id);
+                Reply::Ok
+            }
+            Command::UnlistName { username } => {
+                names.remove(&username);
+                Reply::Ok
+            }
+            Command::ListNames { prefix, after, limit } => Reply::Names {
+                names: names
+                    .range(prefix.clone()..)
+                    .take_while(|(n, _)| n.starts_with(&prefix))
+                    .filter(|(n, _)| after.as_ref().is_none_or(|a| *n > a))
+                    .take(limit)
+                    .map(|(n, id)| (n.clone(), id.clone()))
+                    .collect(),
+            },
+            other => panic!("not a directory command: {other:?}"),
+        }
+    }
+}
 
 impl Objects for InProcess {
     async fn call(&self, name: &str, command: &Command) -> Result<Reply, StoreError> {
@@ -21,7 +54,11 @@ impl Objects for InProcess {
         latchkey_store::conformance::yield_now().await;
         // Through JSON both ways, as over the wire.
         let command: Command = serde_json::from_str(&serde_json::to_string(command).unwrap()).unwrap();
-        let mut objects = self.0.lock().unwrap();
+        if object::is_directory_command(&command) {
+            let reply = self.directory(name, command);
+            return Ok(serde_json::from_str(&serde_json::to_string(&reply).unwrap()).unwrap());
+        }
+        let mut objects = self.records.lock().unwrap();
         let record = objects.entry(name.to_owned()).or_default();
         let (reply, effect) = apply(record, command);
         if effect.write && record.is_empty() {

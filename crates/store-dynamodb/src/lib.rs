@@ -12,7 +12,7 @@
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | user | `U#<id>` | `#` | `body` (JSON), `disabled`, `disabled_reason` |
-//! | username | `N#<username>` | `#` | `user_id` (makes usernames unique) |
+//! | username | `N#<username>` | `#` | `user_id` (makes usernames unique), `gsi1pk` = `USERS`, `gsi1sk` = `<username>` |
 //! | session | `S#<id>` | `#` | `body` (JSON), `version`, `last_used_at`, `revoked_at`, `gsi1pk` = `U#<user>`, `gsi1sk` = `S#<id>`, `ttl_epoch` |
 //! | child link | `S#<parent>` | `C#<child>` | `ttl_epoch` |
 //! | code | `C#<sha256>` | `#` | `body` (JSON), `expires_at`, `redeemed_by`, `ttl_epoch` |
@@ -44,6 +44,13 @@
 //!   consistent (typically well under a second). Disabling a user is nonetheless
 //!   immediate: the user item is written first, with a strongly consistent write, and
 //!   every endpoint checks the user on every use.
+//!
+//! * **Listing users** queries the `by_user` index's `USERS` partition, where every
+//!   username item sorts by name (so a prefix search is `begins_with` on the sort key),
+//!   then reads the user items with strongly consistent reads. The index is eventually
+//!   consistent: a user created or deleted a moment ago can be missing from, or still
+//!   in, a listing, never in a lookup by id or name. The same holds for a user's
+//!   session list, read from the index's `U#<user>` partition.
 //!
 //! # Expiry
 //!
@@ -85,6 +92,8 @@ use latchkey_token::UnixSeconds;
 pub const USER_INDEX: &str = "by_user";
 /// The TTL attribute.
 pub const TTL_ATTRIBUTE: &str = "ttl_epoch";
+/// The `by_user` index partition that holds every username item, sorted by name.
+const DIRECTORY_PARTITION: &str = "USERS";
 /// How long a tombstone (a revocation of a not yet created session) is kept.
 const TOMBSTONE_SECONDS: u64 = 86_400;
 /// How long a redeemed or expired code is kept, to recognise replays.
@@ -451,6 +460,8 @@ impl Store for DynamoStore {
         name_item.insert("pk".into(), s(username_pk(&user.username)));
         name_item.insert("sk".into(), s("#"));
         name_item.insert("user_id".into(), s(user.id.clone()));
+        name_item.insert("gsi1pk".into(), s(DIRECTORY_PARTITION));
+        name_item.insert("gsi1sk".into(), s(user.username.clone()));
         let req = self
             .client
             .transact_write_items()
@@ -505,6 +516,141 @@ impl Store for DynamoStore {
             self.revoke_user_sessions(id, now).await?;
         }
         Ok(true)
+    }
+
+    /// A compare-and-swap on the whole JSON body (the hash lives inside it): read it,
+    /// check the hash, write the new body only if the stored body is still the one read.
+    async fn replace_password_hash(&self, id: &str, current: &str, next: &str) -> Result<bool, StoreError> {
+        let Some(item) = self.get(user_pk(id)).await? else {
+            return Ok(false);
+        };
+        let read_body = get_s(&item, "body").ok_or_else(|| StoreError::Corrupt("user item has no body".into()))?;
+        let mut user: User = body(&item, "user")?;
+        if user.password_hash != current {
+            return Ok(false);
+        }
+        next.clone_into(&mut user.password_hash);
+        let req = self
+            .update(user_pk(id))
+            .update_expression("SET body = :next")
+            .condition_expression("body = :read")
+            .expression_attribute_values(":next", s(to_json(&user)?))
+            .expression_attribute_values(":read", s(read_body));
+        match self.run(req.send()).await? {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("UpdateItem", &e)),
+        }
+    }
+
+    async fn list_users(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(self.table())
+            .index_name(USER_INDEX)
+            .expression_attribute_values(":d", s(DIRECTORY_PARTITION))
+            .projection_expression("user_id, gsi1sk");
+        // `begins_with` refuses an empty operand: no prefix is the whole partition.
+        query = if prefix.is_empty() {
+            query.key_condition_expression("gsi1pk = :d")
+        } else {
+            query
+                .key_condition_expression("gsi1pk = :d AND begins_with(gsi1sk, :p)")
+                .expression_attribute_values(":p", s(prefix))
+        };
+        let mut start = after.map(|name| {
+            Item::from([
+                ("pk".to_owned(), s(username_pk(name))),
+                ("sk".to_owned(), s("#")),
+                ("gsi1pk".to_owned(), s(DIRECTORY_PARTITION)),
+                ("gsi1sk".to_owned(), s(name)),
+            ])
+        });
+        let mut ids = Vec::new();
+        while ids.len() < limit {
+            let page = query
+                .clone()
+                .limit(i32::try_from(limit - ids.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            let out = self.run(page.send()).await?.map_err(|e| unavailable("Query", &e))?;
+            ids.extend(out.items().iter().filter_map(|i| get_s(i, "user_id")).map(str::to_owned));
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        let mut users = Vec::with_capacity(ids.len());
+        for id in ids.iter().take(limit) {
+            // A name whose user is gone (a deletion part-way) is no user.
+            if let Some(user) = self.user_by_id(id).await? {
+                users.push(user);
+            }
+        }
+        Ok(users)
+    }
+
+    async fn delete_user(&self, id: &str, now: UnixSeconds) -> Result<bool, StoreError> {
+        let Some(user) = self.user_by_id(id).await? else {
+            return Ok(false);
+        };
+        // Sessions first: if this fails part-way, the user is still there to delete again.
+        self.revoke_user_sessions(id, now).await?;
+        let user_item = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(self.table())
+            .key("pk", s(user_pk(id)))
+            .key("sk", s("#"))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        // The name goes only if it still names this user.
+        let name_item = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(self.table())
+            .key("pk", s(username_pk(&user.username)))
+            .key("sk", s("#"))
+            .condition_expression("attribute_not_exists(pk) OR user_id = :id")
+            .expression_attribute_values(":id", s(id))
+            .build()
+            .map_err(build_error)?;
+        let req = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(user_item).build())
+            .transact_items(TransactWriteItem::builder().delete(name_item).build());
+        match self.run(req.send()).await? {
+            Ok(_) => Ok(true),
+            // Deleted meanwhile by another call.
+            Err(e) if is_transaction_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("TransactWriteItems", &e)),
+        }
+    }
+
+    async fn user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<Vec<Session>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(self.table())
+            .index_name(USER_INDEX)
+            .key_condition_expression("gsi1pk = :u")
+            .expression_attribute_values(":u", s(user_pk(user_id)));
+        let mut sessions = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let req = query.clone().set_exclusive_start_key(start.take());
+            let out = self.run(req.send()).await?.map_err(|e| unavailable("Query", &e))?;
+            for item in out.items() {
+                let session = session_from(item)?;
+                if session.is_active(now) {
+                    sessions.push(session);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        sessions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(sessions)
     }
 
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {

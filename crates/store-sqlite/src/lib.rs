@@ -352,6 +352,57 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn replace_password_hash(&self, id: &str, current: &str, next: &str) -> Result<bool, StoreError> {
+        let (id, current, next) = (id.to_owned(), current.to_owned(), next.to_owned());
+        self.write("replace_password_hash", move |tx| {
+            let changed = tx
+                .prepare_cached("UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2")?
+                .execute(rusqlite::params![id, current, next])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn list_users(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, StoreError> {
+        // The usernames that start with `prefix` are one run of the unique index, from
+        // `prefix` on: seek there (or past the cursor) and stop at the first name that
+        // no longer matches. `>` and `>=` on TEXT compare bytes (BINARY collation).
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let users = self.read("list_users", |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE username >= ?1 AND username > ?2 ORDER BY username LIMIT ?3"
+            ))?
+            .query_map(rusqlite::params![prefix, after.unwrap_or(""), limit], codec::user)?
+            .collect::<rusqlite::Result<Vec<User>>>()
+        })?;
+        Ok(users.into_iter().take_while(|u| u.username.starts_with(prefix)).collect())
+    }
+
+    async fn delete_user(&self, id: &str, now: UnixSeconds) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write("delete_user", move |tx| {
+            revoke_user(tx, &id, now)?;
+            Ok(tx.prepare_cached("DELETE FROM users WHERE id = ?1")?.execute([&id])? > 0)
+        })
+        .await
+    }
+
+    async fn user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<Vec<Session>, StoreError> {
+        let sessions = self.read("user_sessions", |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL ORDER BY created_at, id"
+            ))?
+            .query_map([user_id], codec::session)?
+            .collect::<rusqlite::Result<Vec<Session>>>()
+        })?;
+        // Expiry is min(created + lifetime, last use + idle): decided by the record.
+        Ok(sessions.into_iter().filter(|s| s.is_active(now)).collect())
+    }
+
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         let enc = Encoded::new(session)?;
         let session = session.clone();

@@ -28,6 +28,7 @@ where
         sessions_and_swap(&store).await;
         revocation_cascades(&store).await;
         disabling_revokes(&store).await;
+        directory(&store).await;
         codes(&store).await;
         rotation(&store).await;
         counters(&store).await;
@@ -112,6 +113,7 @@ pub async fn run_async_part<S: Store>(store: &S, part: AsyncPart) {
             sessions_and_swap(store).await;
             revocation_cascades(store).await;
             disabling_revokes(store).await;
+            directory(store).await;
             codes(store).await;
             rotation(store).await;
             counters(store).await;
@@ -308,6 +310,14 @@ async fn users<S: Store>(s: &S) {
     assert!(s.set_user_disabled("u-users", false, None, NOW).await.unwrap());
     assert!(!s.user_by_id("u-users").await.unwrap().unwrap().disabled);
     assert!(!s.set_user_disabled("nobody", true, None, NOW).await.unwrap(), "unknown user reports false");
+    let imported = u.password_hash.clone();
+    assert!(s.replace_password_hash("u-users", &imported, "$argon2id$next").await.unwrap(), "replaced");
+    assert!(!s.replace_password_hash("u-users", &imported, "$argon2id$other").await.unwrap(), "only from the current");
+    assert!(!s.replace_password_hash("nobody", &imported, "$argon2id$other").await.unwrap(), "unknown user");
+    let upgraded = s.user_by_id("u-users").await.unwrap().unwrap();
+    assert_eq!(upgraded.password_hash, "$argon2id$next");
+    assert!(!upgraded.disabled, "nothing else changes");
+    assert!(s.replace_password_hash("u-users", "$argon2id$next", &imported).await.unwrap());
 
     let with_user = browser_session("b-users", "u-users");
     s.create_session(&with_user).await.unwrap();
@@ -384,6 +394,79 @@ async fn disabling_revokes<S: Store>(s: &S) {
     }
     s.create_session(&browser_session("b-dis-2", "u-dis")).await.unwrap();
     assert_eq!(s.revoke_user_sessions("u-dis", NOW + 3).await.unwrap(), 1, "counts newly revoked sessions");
+}
+
+/// Listing, searching, deleting users and listing their sessions. Every name starts
+/// with `dir-`, which no other check uses, since the store is shared.
+async fn directory<S: Store>(s: &S) {
+    let names = ["dir-carol", "dir-alice", "dir-bob", "dir-alicia", "dir-ålvar", "dir-zed"];
+    for (i, name) in names.iter().enumerate() {
+        s.create_user(&user(&format!("u-dir-{i}"), name)).await.expect("create_user");
+    }
+    let listed = |users: Vec<User>| users.into_iter().map(|u| u.username).collect::<Vec<_>>();
+    assert_eq!(
+        listed(s.list_users("dir-", None, 100).await.unwrap()),
+        ["dir-alice", "dir-alicia", "dir-bob", "dir-carol", "dir-zed", "dir-ålvar"],
+        "every match, in byte order of the usernames"
+    );
+    assert_eq!(listed(s.list_users("dir-", None, 2).await.unwrap()), ["dir-alice", "dir-alicia"], "a first page");
+    assert_eq!(
+        listed(s.list_users("dir-", Some("dir-alicia"), 2).await.unwrap()),
+        ["dir-bob", "dir-carol"],
+        "the next page starts after the cursor"
+    );
+    assert_eq!(listed(s.list_users("dir-", Some("dir-ålvar"), 2).await.unwrap()), Vec::<String>::new(), "past the end");
+    assert_eq!(
+        listed(s.list_users("dir-ali", None, 10).await.unwrap()),
+        ["dir-alice", "dir-alicia"],
+        "a prefix search"
+    );
+    assert_eq!(listed(s.list_users("dir-ålv", None, 10).await.unwrap()), ["dir-ålvar"], "a non-ASCII prefix");
+    assert_eq!(listed(s.list_users("dir-x", None, 10).await.unwrap()), Vec::<String>::new(), "no match");
+    assert_eq!(listed(s.list_users("DIR-", None, 10).await.unwrap()), Vec::<String>::new(), "prefixes match exactly");
+
+    // dir-bob (u-dir-2) has a browser session, a token session made from it, one that
+    // is revoked and one that has expired.
+    let mut browser = browser_session("b-dir", "u-dir-2");
+    browser.created_at = NOW + 1;
+    s.create_session(&browser).await.unwrap();
+    let mut child = token_session("t-dir", "u-dir-2", Some("b-dir"), "d0");
+    child.created_at = NOW + 2;
+    s.create_session(&child).await.unwrap();
+    s.create_session(&token_session("t-dir-revoked", "u-dir-2", None, "d1")).await.unwrap();
+    s.revoke_session("t-dir-revoked", NOW + 3).await.unwrap();
+    let mut expired = token_session("t-dir-expired", "u-dir-2", None, "d2");
+    expired.created_at = NOW - 7200;
+    expired.last_used_at = NOW - 7200;
+    s.create_session(&expired).await.unwrap();
+    let ids = |sessions: Vec<Session>| sessions.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.user_sessions("u-dir-2", NOW + 10).await.unwrap()),
+        ["b-dir", "t-dir"],
+        "the active sessions, oldest first"
+    );
+    assert_eq!(ids(s.user_sessions("u-dir-0", NOW + 10).await.unwrap()), Vec::<String>::new(), "a user without any");
+
+    assert!(s.delete_user("u-dir-2", NOW + 20).await.unwrap(), "delete_user finds the user");
+    assert_eq!(s.user_by_id("u-dir-2").await.unwrap(), None, "the record is gone");
+    assert_eq!(s.user_by_username("dir-bob").await.unwrap(), None, "so is the name");
+    for id in ["b-dir", "t-dir"] {
+        assert!(s.session(id).await.unwrap().unwrap().revoked_at.is_some(), "deleting revokes {id}");
+    }
+    assert_eq!(
+        ids(s.user_sessions("u-dir-2", NOW + 21).await.unwrap()),
+        Vec::<String>::new(),
+        "nothing active is left"
+    );
+    assert_eq!(
+        listed(s.list_users("dir-b", None, 10).await.unwrap()),
+        Vec::<String>::new(),
+        "a deleted user is not listed"
+    );
+    assert!(!s.delete_user("u-dir-2", NOW + 22).await.unwrap(), "deleting again reports false");
+    s.create_user(&user("u-dir-new", "dir-bob")).await.expect("the name can be taken again");
+    assert_eq!(s.user_by_username("dir-bob").await.unwrap().map(|u| u.id).as_deref(), Some("u-dir-new"));
+    assert_eq!(ids(s.user_sessions("u-dir-new", NOW + 23).await.unwrap()), Vec::<String>::new(), "and has no sessions");
 }
 
 /// An authorization code with hash `hash`, valid until `expires_at`.
@@ -627,6 +710,22 @@ impl<S: Store> Store for Paced<S> {
     ) -> Result<bool, StoreError> {
         self.pace().await;
         self.0.set_user_disabled(id, disabled, reason, now).await
+    }
+    async fn replace_password_hash(&self, id: &str, current: &str, next: &str) -> Result<bool, StoreError> {
+        self.pace().await;
+        self.0.replace_password_hash(id, current, next).await
+    }
+    async fn list_users(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, StoreError> {
+        self.pace().await;
+        self.0.list_users(prefix, after, limit).await
+    }
+    async fn delete_user(&self, id: &str, now: UnixSeconds) -> Result<bool, StoreError> {
+        self.pace().await;
+        self.0.delete_user(id, now).await
+    }
+    async fn user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<Vec<Session>, StoreError> {
+        self.pace().await;
+        self.0.user_sessions(user_id, now).await
     }
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         self.pace().await;

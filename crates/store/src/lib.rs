@@ -85,6 +85,39 @@ pub trait Store {
         now: UnixSeconds,
     ) -> Result<bool, StoreError>;
 
+    /// Replaces the user's password hash by `next` if it is still `current` (a
+    /// compare-and-swap, so a hash set meanwhile is never overwritten): how a login
+    /// upgrades an imported hash. Returns whether it was replaced.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn replace_password_hash(&self, id: &str, current: &str, next: &str) -> Result<bool, StoreError>;
+
+    /// Up to `limit` users whose username starts with `prefix` (empty: every user) and
+    /// sorts after `after` (the last username of the previous page), in byte order of
+    /// their usernames: the admin API's list and search. Backends whose listing index
+    /// is eventually consistent (DynamoDB's) say so; every other read stays strong.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn list_users(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, StoreError>;
+
+    /// Deletes a user: every session of the user is revoked first, then the record and
+    /// its username go (the name can be taken again; the id never matches again, as ids
+    /// are random). Safe to repeat after a failure part-way. Returns whether the user
+    /// existed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn delete_user(&self, id: &str, now: UnixSeconds) -> Result<bool, StoreError>;
+
+    /// The sessions of `user_id` that are active at `now` (neither revoked nor expired),
+    /// in creation order: what an operator looks at before revoking one.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<Vec<Session>, StoreError>;
+
     /// Inserts a session.
     ///
     /// # Errors

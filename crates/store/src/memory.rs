@@ -80,6 +80,44 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    async fn replace_password_hash(&self, id: &str, current: &str, next: &str) -> Result<bool, StoreError> {
+        let mut st = self.lock()?;
+        match st.users.get_mut(id) {
+            Some(u) if u.password_hash == current => {
+                next.clone_into(&mut u.password_hash);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn list_users(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, StoreError> {
+        let st = self.lock()?;
+        let mut found: Vec<&User> = st
+            .users
+            .values()
+            .filter(|u| u.username.starts_with(prefix) && after.is_none_or(|a| u.username.as_str() > a))
+            .collect();
+        found.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(found.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn delete_user(&self, id: &str, now: UnixSeconds) -> Result<bool, StoreError> {
+        let mut st = self.lock()?;
+        for s in st.sessions.values_mut().filter(|s| s.user_id == id) {
+            revoke(s, now);
+        }
+        Ok(st.users.remove(id).is_some())
+    }
+
+    async fn user_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<Vec<Session>, StoreError> {
+        let st = self.lock()?;
+        let mut found: Vec<Session> =
+            st.sessions.values().filter(|s| s.user_id == user_id && s.is_active(now)).cloned().collect();
+        found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(found)
+    }
+
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         let mut st = self.lock()?;
         if st.sessions.contains_key(&session.id) {

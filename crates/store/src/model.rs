@@ -12,7 +12,8 @@ pub struct User {
     pub id: String,
     /// Login name, unique.
     pub username: String,
-    /// PHC string (argon2id).
+    /// PHC string: argon2id, or an imported scheme until the next login upgrades it
+    /// (see `latchkey_token::password`).
     pub password_hash: String,
     /// A disabled user cannot log in, refresh or resolve.
     pub disabled: bool,
@@ -24,6 +25,17 @@ pub struct User {
     pub roles: Vec<String>,
     /// Creation time.
     pub created_at: UnixSeconds,
+}
+
+/// The checks every way of creating a user shares, on what it is given.
+fn check_account(username: &str, roles: &[String]) -> Result<(), String> {
+    if username.is_empty() || username.len() > 256 || username.chars().any(char::is_control) {
+        return Err("the username must be 1 to 256 characters without control characters".into());
+    }
+    if roles.iter().any(|r| r.is_empty() || r.len() > 256 || r.chars().any(|c| c.is_control() || c == ',')) {
+        return Err("a role must be 1 to 256 characters without commas or control characters".into());
+    }
+    Ok(())
 }
 
 impl User {
@@ -41,17 +53,46 @@ impl User {
         is_verified: bool,
         roles: Vec<String>,
     ) -> Result<User, String> {
-        if username.is_empty() || username.len() > 256 || username.chars().any(char::is_control) {
-            return Err("the username must be 1 to 256 characters without control characters".into());
-        }
+        check_account(username, &roles)?;
         if password.chars().count() < 8 || password.len() > 1024 {
             return Err("the password must be 8 to 1024 characters long".into());
         }
-        if roles.iter().any(|r| r.is_empty() || r.len() > 256 || r.chars().any(|c| c.is_control() || c == ',')) {
-            return Err("a role must be 1 to 256 characters without commas or control characters".into());
-        }
         let password_hash = latchkey_token::password::hash(entropy, password).ok_or("password hashing failed")?;
-        Ok(User {
+        Ok(User::new(entropy, now, username, password_hash, is_verified, roles))
+    }
+
+    /// A new, enabled user whose password hash comes from another system (an import):
+    /// any scheme [`latchkey_token::password::check_importable`] accepts. It is
+    /// replaced by an argon2id hash at the user's first login.
+    ///
+    /// # Errors
+    /// A message safe to show (never the hash): the account checks of
+    /// [`User::with_password`], or why the hash cannot be used.
+    pub fn with_imported_hash(
+        entropy: &dyn latchkey_token::Entropy,
+        now: UnixSeconds,
+        username: &str,
+        password_hash: &str,
+        is_verified: bool,
+        roles: Vec<String>,
+    ) -> Result<User, String> {
+        check_account(username, &roles)?;
+        if password_hash.len() > 1024 {
+            return Err("the password hash is over 1024 bytes".into());
+        }
+        latchkey_token::password::check_importable(password_hash)?;
+        Ok(User::new(entropy, now, username, password_hash.to_owned(), is_verified, roles))
+    }
+
+    fn new(
+        entropy: &dyn latchkey_token::Entropy,
+        now: UnixSeconds,
+        username: &str,
+        password_hash: String,
+        is_verified: bool,
+        roles: Vec<String>,
+    ) -> User {
+        User {
             id: latchkey_token::secret::random_uuid(entropy),
             username: username.to_owned(),
             password_hash,
@@ -60,7 +101,7 @@ impl User {
             is_verified,
             roles,
             created_at: now,
-        })
+        }
     }
 }
 

@@ -54,7 +54,22 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("latchkey-userinfo", &["/oauth2/userinfo"]),
     ("latchkey-authorize", &["/oauth2/authorize", "/oauth2/end_session"]),
     ("latchkey-resolve", &["/_resolver/resolve"]),
+    ("latchkey-admin", &["/_api/admin/{proxy+}"]),
 ];
+
+/// The function whose admin API is on: only it loads the admin key hashes, so no
+/// other function's role or code path can act as an operator.
+const ADMIN_FUNCTION: &str = "latchkey-admin";
+
+/// Whether the route `route` (a path, or API Gateway's greedy `prefix/{proxy+}`)
+/// covers `path`.
+pub fn route_matches(route: &str, path: &str) -> bool {
+    match route.strip_suffix("{proxy+}") {
+        // `{proxy+}` needs at least one character after the prefix.
+        Some(prefix) => path.len() > prefix.len() && path.starts_with(prefix),
+        None => route == path,
+    }
+}
 
 /// Everything a function loads at cold start.
 pub struct Loaded {
@@ -64,6 +79,8 @@ pub struct Loaded {
     pub keys: Arc<KeySet>,
     /// The DynamoDB store.
     pub store: DynamoStore,
+    /// SHA-256 (hex) of each admin API key (the secret's `admin.key_hashes`).
+    pub admin_key_hashes: Vec<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -105,7 +122,12 @@ pub async fn load() -> Result<Loaded, String> {
     let config = parse_config(&config_text()?, &secrets).map_err(|e| format!("invalid configuration: {e}"))?;
     let table = env("LATCHKEY_TABLE").ok_or("set LATCHKEY_TABLE (the DynamoDB table)")?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
-    Ok(Loaded { config: Arc::new(config), keys: Arc::new(secrets.keys), store })
+    Ok(Loaded {
+        config: Arc::new(config),
+        keys: Arc::new(secrets.keys),
+        store,
+        admin_key_hashes: secrets.admin_key_hashes,
+    })
 }
 
 /// Turns a Lambda HTTP request into the core's request.
@@ -178,8 +200,11 @@ pub fn serve(function: &'static str) -> Result<(), lambda_http::Error> {
             tracing::error!(function, error = %e, "cold start failed");
             e
         })?;
-        let app =
-            Rc::new(App::new(loaded.config, loaded.keys, loaded.store, Box::new(SystemClock), Box::new(OsEntropy)));
+        let admin_key_hashes = if function == ADMIN_FUNCTION { loaded.admin_key_hashes } else { Vec::new() };
+        let app = Rc::new(
+            App::new(loaded.config, loaded.keys, loaded.store, Box::new(SystemClock), Box::new(OsEntropy))
+                .with_admin_key_hashes(admin_key_hashes),
+        );
         // The local server's start-up line, with the Lambda equivalent of its address.
         let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
         tracing::info!(function, runtime_api = %runtime_api, "latchkey listening on the Lambda Runtime API");
@@ -193,7 +218,8 @@ pub fn serve(function: &'static str) -> Result<(), lambda_http::Error> {
                 // The path only: queries carry codes and tokens, which must never reach a log.
                 let logged_path = core.uri().path().to_owned();
                 let path = core.uri().path();
-                if !paths.contains(&path) && ROUTES.iter().any(|(_, other)| other.contains(&path)) {
+                let routed = |routes: &[&str]| routes.iter().any(|r| route_matches(r, path));
+                if !routed(paths) && ROUTES.iter().any(|(_, other)| routed(other)) {
                     // Another function's route (a routing mistake): answer as for an
                     // unknown path. Paths no function serves (the API's $default
                     // route) reach the core, which answers 404 itself.
@@ -226,7 +252,17 @@ pub fn serve(function: &'static str) -> Result<(), lambda_http::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::ROUTES;
+    use super::{ROUTES, route_matches};
+
+    #[test]
+    fn a_greedy_route_covers_its_prefix_only() {
+        assert!(route_matches("/_api/admin/{proxy+}", "/_api/admin/users"));
+        assert!(route_matches("/_api/admin/{proxy+}", "/_api/admin/users/u1/sessions"));
+        assert!(!route_matches("/_api/admin/{proxy+}", "/_api/admin/"));
+        assert!(!route_matches("/_api/admin/{proxy+}", "/_api/administrator"));
+        assert!(route_matches("/oauth2/token", "/oauth2/token"));
+        assert!(!route_matches("/oauth2/token", "/oauth2/token/x"));
+    }
 
     #[test]
     fn routes_equal_the_table_the_template_and_the_emulator_router_use() {

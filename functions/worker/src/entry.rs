@@ -64,8 +64,10 @@ fn load(env: &Env) -> Result<WorkerApp, String> {
     if admin.as_ref().is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit())) {
         return Err("LATCHKEY_ADMIN_KEY_SHA256 must be 64 hex digits (the SHA-256 of the admin key)".into());
     }
+    // The admin keys of the secrets document (`admin.key_hashes`), and this one.
+    let admin_key_hashes = secrets.admin_key_hashes.iter().cloned().chain(admin);
     Ok(App::new(Arc::new(config), Arc::new(secrets.keys), store, Box::new(WorkerClock), Box::new(WorkerEntropy))
-        .with_admin_key_hash(admin)
+        .with_admin_key_hashes(admin_key_hashes)
         .with_signature_checker(Box::new(crate::webcrypto::WebCrypto)))
 }
 

@@ -16,9 +16,10 @@
 //!   and `LATCHKEY_COOKIE_DOMAIN` (variables) override `http.public_origin` and
 //!   `http.cookie_domain`;
 //! * `LATCHKEY_SECRETS` (secret, `wrangler secret put`): the `latchkey.secrets.yaml`
-//!   text (signing keys, client secrets);
-//! * `LATCHKEY_ADMIN_KEY_SHA256` (secret, optional): SHA-256 (hex) of the admin API key;
-//!   without it the admin API is off;
+//!   text (signing keys, client secrets, admin key hashes);
+//! * `LATCHKEY_ADMIN_KEY_SHA256` (secret, optional): SHA-256 (hex) of one more admin
+//!   API key, beside the secrets document's `admin.key_hashes`; with neither, the admin
+//!   API is off;
 //! * `LATCHKEY_OBJECTS`: the Durable Object namespace of [`LatchkeyObject`];
 //! * `LATCHKEY_LOG` (variable, optional): `error`, `warn`, `info` (default), `debug`.
 //!

@@ -30,6 +30,14 @@ const PATH_TO_FUNCTION = new Map(
   Object.entries(ROUTES.functions).flatMap(([fn, f]) => f.paths.map((p) => [p, fn])),
 );
 const DEFAULT_FUNCTION = PATH_TO_FUNCTION.get('$default');
+// API Gateway's greedy routes (`/prefix/{proxy+}`): every path below the prefix.
+const GREEDY_ROUTES = [...PATH_TO_FUNCTION].filter(([p]) => p.endsWith('/{proxy+}'))
+  .map(([p, fn]) => [p.slice(0, -'{proxy+}'.length), fn]);
+/** The function API Gateway would invoke for `pathname`. */
+function functionFor(pathname) {
+  const greedy = GREEDY_ROUTES.find(([prefix]) => pathname.startsWith(prefix) && pathname.length > prefix.length);
+  return PATH_TO_FUNCTION.get(pathname) ?? greedy?.[1] ?? DEFAULT_FUNCTION;
+}
 
 const children = new Set();
 process.on('exit', () => {
@@ -165,7 +173,8 @@ export async function startFunctions({ port, dataDir, table, secretName, targetD
   const router = await startRouter(port, watchPort);
   // Warm every function once (each first invocation starts `cargo run` and a cold
   // start), so no test's timing includes it.
-  await Promise.all(Object.values(ROUTES.functions).map((f) => warm(port, f.paths.find((p) => p.startsWith('/')))));
+  await Promise.all(Object.values(ROUTES.functions)
+    .map((f) => warm(port, f.paths.find((p) => p.startsWith('/')).replace('{proxy+}', 'warm'))));
   return {
     logs: watch.log,
     async stop() {
@@ -192,7 +201,7 @@ export function startRouter(port, watchPort) {
   return new Promise((resolve, reject) => {
     const server = http.createServer((rq, rs) => {
       const url = new URL(rq.url, 'http://router');
-      const fn = PATH_TO_FUNCTION.get(url.pathname) ?? DEFAULT_FUNCTION;
+      const fn = functionFor(url.pathname);
       const headers = { ...rq.headers };
       // X-Forwarded-For passes as sent, as from a CDN in front of the API. (API Gateway
       // itself reports the peer as the event's sourceIp, which becomes the client

@@ -8,7 +8,8 @@
 // a variable of the generated test config here), the admin key's SHA-256 as
 // LATCHKEY_ADMIN_KEY_SHA256. Each (re)start reads the files again, so a test that
 // rewrites its keys and restarts sees them, as a new deployment would. Users are
-// managed through the admin API, the operator interface of this target.
+// managed with `latchkey --endpoint` through the admin API, the operator interface of
+// this target (harness.mjs runs the CLI so).
 //
 // Nothing here skips: a missing tool or bundle fails the calling hook with the reason.
 import { spawn } from 'node:child_process';
@@ -153,28 +154,3 @@ async function admin(origin, adminKey, method, p, body) {
   return { status: res.status, json: await res.json().catch(() => null) };
 }
 
-/**
- * The account commands of `latchkey users` (add, disable, enable), done through the
- * admin API of the Worker at `origin`. Resolves like a CLI run: {code, stdout, stderr}.
- */
-export async function usersCommand(origin, adminKey, args, stdin) {
-  const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
-  const username = opt('--username');
-  const fail = (what, r) => ({ code: 1, signal: null, stdout: '', stderr: `${what}: ${r.status} ${JSON.stringify(r.json)}` });
-  if (args[1] === 'add') {
-    const roles = args.flatMap((a, i) => (a === '--role' ? [args[i + 1]] : []));
-    const password = (stdin ?? '').split('\n')[0];
-    const r = await admin(origin, adminKey, 'POST', '/_api/admin/users',
-      { username, password, is_verified: args.includes('--verified'), roles });
-    return r.status === 201 ? { code: 0, signal: null, stdout: `${r.json.id}\n`, stderr: '' } : fail('users add', r);
-  }
-  if (args[1] === 'disable' || args[1] === 'enable') {
-    const found = await admin(origin, adminKey, 'GET', `/_api/admin/users?username=${encodeURIComponent(username)}`);
-    if (found.status !== 200) return fail(`users ${args[1]}`, found);
-    const reason = opt('--reason');
-    const r = await admin(origin, adminKey, 'POST', `/_api/admin/users/${encodeURIComponent(found.json.id)}/${args[1]}`,
-      args[1] === 'disable' && reason ? { reason } : undefined);
-    return r.status === 200 ? { code: 0, signal: null, stdout: '', stderr: '' } : fail(`users ${args[1]}`, r);
-  }
-  throw new Error(`users ${args[1]} has no Workers equivalent in the harness`);
-}

@@ -1,0 +1,321 @@
+//! The operator commands (`latchkey users …`, `latchkey sessions …`): each is one or a
+//! few admin API requests ([`AdminClient`]) and a rendering of the answer, a table for
+//! people or the API's JSON with `--json` (one document, or one JSON line per record
+//! for listings, so that `jq` and scripts read it as it streams).
+
+use std::io::{IsTerminal, Write};
+
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::admin_client::AdminClient;
+
+/// How results are printed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Percent-encodes one path segment or query value (RFC 3986 unreserved kept).
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `2026-12-02T09:30:00Z` for Unix seconds (UTC; the civil-from-days algorithm).
+pub fn format_time(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", line(header.to_vec()));
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
+    }
+}
+
+fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(Value::Array(items)) => {
+            let joined: Vec<String> =
+                items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned)).collect();
+            if joined.is_empty() { "-".into() } else { joined.join(",") }
+        }
+        Some(Value::Number(n)) if key.ends_with("_at") => n.as_u64().map_or_else(|| n.to_string(), format_time),
+        Some(other) => other.to_string(),
+    }
+}
+
+const USER_COLUMNS: [&str; 6] = ["USERNAME", "ID", "DISABLED", "VERIFIED", "ROLES", "CREATED"];
+
+fn user_row(u: &Value) -> Vec<String> {
+    vec![
+        text(u, "username"),
+        text(u, "id"),
+        match u.get("disabled_reason").and_then(Value::as_str) {
+            Some(reason) if u["disabled"] == true => format!("yes ({reason})"),
+            _ => text(u, "disabled"),
+        },
+        text(u, "is_verified"),
+        text(u, "roles"),
+        text(u, "created_at"),
+    ]
+}
+
+fn print_json(v: &Value) {
+    println!("{v}");
+}
+
+/// A progress bar on stderr for long operations, drawn only when stderr is a terminal
+/// (so logs and pipes stay clean).
+pub struct Progress {
+    what: &'static str,
+    total: Option<u64>,
+    done: u64,
+    draw: bool,
+}
+
+impl Progress {
+    pub fn new(what: &'static str, total: Option<u64>) -> Self {
+        Progress { what, total, done: 0, draw: std::io::stderr().is_terminal() }
+    }
+
+    pub fn advance(&mut self, n: u64) {
+        self.done += n;
+        if !self.draw {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = match self.total {
+            Some(total) if total > 0 => {
+                let filled = usize::try_from(self.done.min(total) * 30 / total).unwrap_or(30);
+                write!(err, "\r[{}{}] {}/{total} {}", "#".repeat(filled), "-".repeat(30 - filled), self.done, self.what)
+            }
+            _ => write!(err, "\r{} {}", self.done, self.what),
+        };
+        let _ = err.flush();
+    }
+
+    pub fn finish(&self) {
+        if self.draw {
+            eprintln!();
+        }
+    }
+}
+
+/// The user named `username`.
+pub async fn user_named(admin: &AdminClient, username: &str) -> Result<Value, String> {
+    Ok(admin.call(Method::GET, &format!("users?username={}", encode(username)), None).await?)
+}
+
+fn user_id(user: &Value) -> Result<String, String> {
+    user["id"].as_str().map(str::to_owned).ok_or_else(|| "the answer has no user id".into())
+}
+
+pub async fn users_add(
+    admin: &AdminClient,
+    out: Output,
+    username: &str,
+    secret: (&str, &str),
+    verified: bool,
+    roles: &[String],
+) -> Result<(), String> {
+    let (field, value) = secret;
+    let body = json!({ "username": username, field: value, "is_verified": verified, "roles": roles });
+    let user = admin.call(Method::POST, "users", Some(&body)).await?;
+    match out {
+        Output::Json => print_json(&user),
+        // The id alone, so that scripts can capture it.
+        Output::Table => println!("{}", user_id(&user)?),
+    }
+    Ok(())
+}
+
+pub async fn users_get(admin: &AdminClient, out: Output, username: &str) -> Result<(), String> {
+    let user = user_named(admin, username).await?;
+    match out {
+        Output::Json => print_json(&user),
+        Output::Table => print_table(&USER_COLUMNS, &[user_row(&user)]),
+    }
+    Ok(())
+}
+
+/// Lists users page by page (`limit` per request) until `max` are shown or none are left.
+pub async fn users_list(
+    admin: &AdminClient,
+    out: Output,
+    prefix: &str,
+    page: usize,
+    max: Option<usize>,
+) -> Result<(), String> {
+    let mut after: Option<String> = None;
+    let mut rows = Vec::new();
+    let mut shown = 0usize;
+    let mut progress = Progress::new("users", None);
+    loop {
+        let want = max.map_or(page, |m| page.min(m - shown));
+        let mut path = format!("users?prefix={}&limit={want}", encode(prefix));
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={}", encode(a)));
+        }
+        let answer = admin.call(Method::GET, &path, None).await?;
+        let users = answer["users"].as_array().cloned().unwrap_or_default();
+        shown += users.len();
+        for u in &users {
+            match out {
+                Output::Json => print_json(u),
+                Output::Table => rows.push(user_row(u)),
+            }
+        }
+        if out == Output::Table {
+            progress.advance(users.len() as u64);
+        }
+        after = answer["next_after"].as_str().map(str::to_owned);
+        if after.is_none() || max.is_some_and(|m| shown >= m) {
+            break;
+        }
+    }
+    if out == Output::Table {
+        progress.finish();
+        print_table(&USER_COLUMNS, &rows);
+    }
+    Ok(())
+}
+
+pub async fn users_set_disabled(
+    admin: &AdminClient,
+    out: Output,
+    username: &str,
+    disabled: bool,
+    reason: Option<&str>,
+) -> Result<(), String> {
+    let id = user_id(&user_named(admin, username).await?)?;
+    let (action, body) = if disabled { ("disable", reason.map(|r| json!({ "reason": r }))) } else { ("enable", None) };
+    let user = admin.call(Method::POST, &format!("users/{}/{action}", encode(&id)), body.as_ref()).await?;
+    match out {
+        Output::Json => print_json(&user),
+        Output::Table if disabled => eprintln!("disabled {username}; all of their sessions are revoked"),
+        Output::Table => eprintln!("enabled {username}"),
+    }
+    Ok(())
+}
+
+pub async fn users_delete(admin: &AdminClient, out: Output, username: &str) -> Result<(), String> {
+    let id = user_id(&user_named(admin, username).await?)?;
+    let answer = admin.call(Method::DELETE, &format!("users/{}", encode(&id)), None).await?;
+    match out {
+        Output::Json => print_json(&answer),
+        Output::Table => eprintln!("deleted {username} ({id}); all of their sessions are revoked"),
+    }
+    Ok(())
+}
+
+pub async fn sessions_list(admin: &AdminClient, out: Output, username: &str) -> Result<(), String> {
+    let id = user_id(&user_named(admin, username).await?)?;
+    let answer = admin.call(Method::GET, &format!("users/{}/sessions", encode(&id)), None).await?;
+    let sessions = answer["sessions"].as_array().cloned().unwrap_or_default();
+    match out {
+        Output::Json => sessions.iter().for_each(print_json),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = sessions
+                .iter()
+                .map(|s| {
+                    ["id", "kind", "client_id", "created_at", "last_used_at", "expires_at", "ip", "user_agent"]
+                        .iter()
+                        .map(|k| text(s, k))
+                        .collect()
+                })
+                .collect();
+            print_table(&["ID", "KIND", "CLIENT", "CREATED", "LAST USED", "EXPIRES", "IP", "USER AGENT"], &rows);
+        }
+    }
+    Ok(())
+}
+
+pub async fn sessions_revoke(admin: &AdminClient, out: Output, session_id: &str) -> Result<(), String> {
+    let answer = admin.call(Method::POST, &format!("sessions/{}/revoke", encode(session_id)), None).await?;
+    match out {
+        Output::Json => print_json(&answer),
+        Output::Table => eprintln!("revoked session {session_id} and the sessions made from it"),
+    }
+    Ok(())
+}
+
+pub async fn sessions_revoke_all(admin: &AdminClient, out: Output, username: &str) -> Result<(), String> {
+    let id = user_id(&user_named(admin, username).await?)?;
+    let answer = admin.call(Method::POST, &format!("users/{}/sessions/revoke", encode(&id)), None).await?;
+    match out {
+        Output::Json => print_json(&answer),
+        Output::Table => eprintln!("revoked {} session(s) of {username}", answer["revoked"]),
+    }
+    Ok(())
+}
+
+pub async fn sessions_create(
+    admin: &AdminClient,
+    out: Output,
+    username: &str,
+    client_id: &str,
+    scope: Option<&str>,
+) -> Result<(), String> {
+    let id = user_id(&user_named(admin, username).await?)?;
+    let mut body = json!({ "client_id": client_id });
+    if let Some(s) = scope {
+        body["scope"] = json!(s);
+    }
+    let answer = admin.call(Method::POST, &format!("users/{}/sessions", encode(&id)), Some(&body)).await?;
+    // Tokens are for programs: printed as JSON either way, never as a table someone
+    // might paste into a ticket.
+    let _ = out;
+    print_json(&answer);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_time(1_796_204_400), "2026-12-02T09:40:00Z");
+    }
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(encode("alice@example.com"), "alice%40example.com");
+        assert_eq!(encode("a b/c?d&e"), "a%20b%2Fc%3Fd%26e");
+        assert_eq!(encode("ålvar"), "%C3%A5lvar");
+    }
+}
