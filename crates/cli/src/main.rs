@@ -186,6 +186,21 @@ enum UsersCommand {
         #[arg(long)]
         username: String,
     },
+    /// Import users from a JSON Lines file (`-`: stdin): one object per line with
+    /// `username`, `password` or `password_hash` (argon2, bcrypt, PBKDF2), and optionally
+    /// `is_verified`, `roles`, `id`, `created_at`, `disabled`, `disabled_reason`.
+    /// Existing usernames are skipped; every line is reported.
+    Import {
+        #[command(flatten)]
+        target: Target,
+        /// The JSON Lines file.
+        file: PathBuf,
+    },
+    /// Export every user, with password hashes, as JSON Lines (what `users import` reads).
+    Export {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Delete a user, revoking all of their sessions first.
     Delete {
         #[command(flatten)]
@@ -211,6 +226,11 @@ enum SessionsCommand {
         /// The session id (from `sessions list`).
         #[arg(long)]
         id: String,
+    },
+    /// Export every active session of every user as JSON Lines (no secrets).
+    Export {
+        #[command(flatten)]
+        target: Target,
     },
     /// Revoke every session of a user.
     RevokeAll {
@@ -320,6 +340,10 @@ fn users(command: UsersCommand) -> Result<(), String> {
         UsersCommand::Enable { target, username } => {
             block_on(ops::users_set_disabled(&target.client()?, target.output(), &username, false, None))?
         }
+        UsersCommand::Import { target, file } => {
+            block_on(ops::users_import(&target.client()?, target.output(), &file))?
+        }
+        UsersCommand::Export { target } => block_on(ops::users_export(&target.client()?))?,
         UsersCommand::Delete { target, username } => {
             block_on(ops::users_delete(&target.client()?, target.output(), &username))?
         }
@@ -334,6 +358,7 @@ fn sessions(command: SessionsCommand) -> Result<(), String> {
         SessionsCommand::Revoke { target, id } => {
             block_on(ops::sessions_revoke(&target.client()?, target.output(), &id))?
         }
+        SessionsCommand::Export { target } => block_on(ops::sessions_export(&target.client()?))?,
         SessionsCommand::RevokeAll { target, username } => {
             block_on(ops::sessions_revoke_all(&target.client()?, target.output(), &username))?
         }

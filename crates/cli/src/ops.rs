@@ -301,6 +301,181 @@ pub async fn sessions_create(
     Ok(())
 }
 
+/// Users sent per import request: a line with a plaintext password costs one argon2id
+/// hash on the server (tens of milliseconds), and a request must end well within a
+/// Lambda's 10-second timeout.
+const IMPORT_CHUNK: usize = 25;
+/// Bytes of JSON per import request, under the server's 64 KiB body limit.
+const IMPORT_CHUNK_BYTES: usize = 48 * 1024;
+
+/// One line's outcome.
+struct LineResult {
+    line: usize,
+    username: Option<String>,
+    status: &'static str,
+    id: Option<String>,
+    reason: Option<String>,
+}
+
+/// Imports users from JSON Lines (`-`: stdin), each line an object as for `POST /users`
+/// (or a line of `users export`). Lines are checked as JSON here, sent in batches, and
+/// every line is reported: created, skipped (the username exists) or rejected (why).
+/// Returns an error, after the report, if any line was rejected.
+pub async fn users_import(admin: &AdminClient, out: Output, file: &std::path::Path) -> Result<(), String> {
+    let text = if file == std::path::Path::new("-") {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut t).map_err(|e| format!("stdin: {e}"))?;
+        t
+    } else {
+        std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+    };
+    let lines: Vec<(usize, &str)> =
+        text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
+    let mut results: Vec<LineResult> = Vec::with_capacity(lines.len());
+    let mut batch: Vec<(usize, Value)> = Vec::new();
+    let mut batch_bytes = 0;
+    let mut progress = Progress::new("lines", Some(lines.len() as u64));
+    let reject = |line: usize, username: Option<String>, reason: String| LineResult {
+        line,
+        username,
+        status: "rejected",
+        id: None,
+        reason: Some(reason),
+    };
+    for (n, (line, raw)) in lines.iter().enumerate() {
+        match serde_json::from_str::<Value>(raw) {
+            Ok(v) if !v.is_object() => results.push(reject(*line, None, "not a JSON object".into())),
+            Ok(_) if raw.len() > IMPORT_CHUNK_BYTES => results.push(reject(*line, None, "line too long".into())),
+            Ok(v) => {
+                batch_bytes += raw.len();
+                batch.push((*line, v));
+            }
+            Err(e) => results.push(reject(*line, None, format!("invalid JSON: {e}"))),
+        }
+        let last = n + 1 == lines.len();
+        if !batch.is_empty() && (batch.len() == IMPORT_CHUNK || batch_bytes > IMPORT_CHUNK_BYTES / 2 || last) {
+            let sent = std::mem::take(&mut batch);
+            batch_bytes = 0;
+            let body = json!({ "users": sent.iter().map(|(_, v)| v).collect::<Vec<_>>() });
+            let answer = admin.call(Method::POST, "users/import", Some(&body)).await.map_err(|e| {
+                format!("import stopped at line {}: {e} (lines before it are in; run it again to go on)", sent[0].0)
+            })?;
+            let answered = answer["results"].as_array().cloned().unwrap_or_default();
+            if answered.len() != sent.len() {
+                return Err(format!("the server answered {} results for {} users", answered.len(), sent.len()));
+            }
+            for ((line, _), r) in sent.iter().zip(&answered) {
+                let status = match r["status"].as_str() {
+                    Some("created") => "created",
+                    Some("skipped") => "skipped",
+                    _ => "rejected",
+                };
+                results.push(LineResult {
+                    line: *line,
+                    username: r["username"].as_str().map(str::to_owned),
+                    status,
+                    id: r["id"].as_str().map(str::to_owned),
+                    reason: r["reason"].as_str().map(str::to_owned),
+                });
+            }
+            progress.advance(sent.len() as u64);
+        }
+    }
+    progress.finish();
+    results.sort_by_key(|r| r.line);
+    let count = |status: &str| results.iter().filter(|r| r.status == status).count();
+    let (created, skipped, rejected) = (count("created"), count("skipped"), count("rejected"));
+    match out {
+        Output::Json => {
+            for r in &results {
+                print_json(&json!({
+                    "line": r.line, "username": r.username, "status": r.status, "id": r.id, "reason": r.reason,
+                }));
+            }
+        }
+        Output::Table => {
+            let rows: Vec<Vec<String>> = results
+                .iter()
+                .filter(|r| r.status != "created")
+                .map(|r| {
+                    vec![
+                        r.line.to_string(),
+                        r.username.clone().unwrap_or_else(|| "-".into()),
+                        r.status.to_owned(),
+                        r.reason.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                print_table(&["LINE", "USERNAME", "STATUS", "REASON"], &rows);
+            }
+            println!("created {created}, skipped {skipped}, rejected {rejected}");
+        }
+    }
+    if rejected > 0 {
+        return Err(format!("{rejected} line(s) rejected; the others are imported"));
+    }
+    Ok(())
+}
+
+/// Every user as JSON Lines, with password hashes: what `users import` reads, so a
+/// deployment's users move to another one with their ids and passwords.
+pub async fn users_export(admin: &AdminClient) -> Result<(), String> {
+    let mut after: Option<String> = None;
+    let mut progress = Progress::new("users", None);
+    let mut out = std::io::stdout().lock();
+    loop {
+        let mut path = "users?limit=500&password_hashes=true".to_owned();
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={}", encode(a)));
+        }
+        let answer = admin.call(Method::GET, &path, None).await?;
+        let users = answer["users"].as_array().cloned().unwrap_or_default();
+        for u in &users {
+            writeln!(out, "{u}").map_err(|e| format!("stdout: {e}"))?;
+        }
+        progress.advance(users.len() as u64);
+        after = answer["next_after"].as_str().map(str::to_owned);
+        if after.is_none() {
+            break;
+        }
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// Every active session of every user as JSON Lines (the session record with the
+/// user's id and username; no secret or its hash), for audits and migrations.
+pub async fn sessions_export(admin: &AdminClient) -> Result<(), String> {
+    let mut after: Option<String> = None;
+    let mut progress = Progress::new("users", None);
+    let mut out = std::io::stdout().lock();
+    loop {
+        let mut path = "users?limit=100".to_owned();
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={}", encode(a)));
+        }
+        let answer = admin.call(Method::GET, &path, None).await?;
+        let users = answer["users"].as_array().cloned().unwrap_or_default();
+        for u in &users {
+            let id = user_id(u)?;
+            let sessions = admin.call(Method::GET, &format!("users/{}/sessions", encode(&id)), None).await?;
+            for mut s in sessions["sessions"].as_array().cloned().unwrap_or_default() {
+                s["user_id"] = json!(id);
+                s["username"] = u["username"].clone();
+                writeln!(out, "{s}").map_err(|e| format!("stdout: {e}"))?;
+            }
+        }
+        progress.advance(users.len() as u64);
+        after = answer["next_after"].as_str().map(str::to_owned);
+        if after.is_none() {
+            break;
+        }
+    }
+    progress.finish();
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,10 @@
 //! * `GET /_api/admin/users?prefix=P&after=NAME&limit=N` → 200 `{"users": [...], "next_after"}`:
 //!   usernames starting with `P`, in byte order, after the cursor; `next_after` is the
 //!   cursor of the next page, `null` on the last one
+//!   (`&password_hashes=true`: with each user's hash, for an export)
+//! * `POST /_api/admin/users/import` `{"users": [user, …]}` (at most 100; each as for
+//!   `POST /users`, plus an optional `id`, `created_at`, `disabled`, `disabled_reason`)
+//!   → 200 `{"results": [{"index", "username", "status": "created" | "skipped" | "rejected", "id"?, "reason"?}]}`
 //! * `GET /_api/admin/users/{id}` → 200 the user
 //! * `DELETE /_api/admin/users/{id}` → 200; every session is revoked first
 //! * `POST /_api/admin/users/{id}/disable` `{"reason"?}` → 200; every session is revoked
@@ -44,6 +48,8 @@ pub const MAX_PAGE: usize = 1000;
 /// The page size when a request names none.
 pub const DEFAULT_PAGE: usize = 100;
 
+/// A user to create: the body of `POST /users`, one entry of an import, and one line
+/// of `latchkey users export` (so an export imports as it is).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
@@ -57,6 +63,36 @@ struct NewUser {
     is_verified: bool,
     #[serde(default)]
     roles: Vec<String>,
+    /// Keep the user's id from the system it comes from, so that `sub` and
+    /// `X-Authgear-User-Id` stay the same for the apps; default: a new UUID.
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    created_at: Option<u64>,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(default)]
+    disabled_reason: Option<String>,
+    /// Written by export; the hash says it already.
+    #[serde(default, rename = "password_scheme")]
+    _password_scheme: Option<String>,
+}
+
+/// The most users one import request may carry (the CLI sends fewer: hashing a
+/// plaintext password costs tens of milliseconds, and a request must finish well
+/// within a Lambda's timeout).
+pub const MAX_IMPORT_BATCH: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Import {
+    users: Vec<serde_json::Value>,
+}
+
+/// An id brought from another system: printable, header- and key-safe.
+fn valid_imported_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'|' | b'@'))
 }
 
 #[derive(Deserialize, Default)]
@@ -140,11 +176,18 @@ impl<S: Store> App<S> {
             _ => return Err(ApiError::InvalidToken("not an admin key".into())),
         }
         let rest = path.strip_prefix("/_api/admin/").ok_or(ApiError::NotFound)?;
-        let segments: Vec<&str> = rest.split('/').collect();
+        // Ids brought from other systems may hold characters a client escapes (`|`).
+        let decoded: Vec<String> = rest
+            .split('/')
+            .map(request::decode_path_segment)
+            .collect::<Option<_>>()
+            .ok_or_else(|| ApiError::InvalidRequest("a bad percent-escape in the path".into()))?;
+        let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let method = req.method();
         match (segments.as_slice(), method) {
             (["users"], &Method::POST) => self.admin_create_user(req).await,
             (["users"], &Method::GET) => self.admin_find_users(req).await,
+            (["users", "import"], &Method::POST) => self.admin_import(req).await,
             (["users", id], &Method::GET) => ok(&user_json(&self.admin_user(id).await?)),
             (["users", id], &Method::DELETE) => {
                 if !self.store.delete_user(id, self.now()).await? {
@@ -199,18 +242,44 @@ impl<S: Store> App<S> {
         self.store.user_by_id(id).await?.ok_or(ApiError::NoSuchResource("no such user"))
     }
 
-    async fn admin_create_user(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
-        let new: NewUser = json_body(req)?;
-        let user = match (&new.password, &new.password_hash) {
+    /// The user `new` describes, after every check; the message is safe to show.
+    fn user_from(&self, new: NewUser) -> Result<User, String> {
+        let now = self.now();
+        let mut user = match (&new.password, &new.password_hash) {
             (Some(password), None) => {
-                User::with_password(&*self.entropy, self.now(), &new.username, password, new.is_verified, new.roles)
+                User::with_password(&*self.entropy, now, &new.username, password, new.is_verified, new.roles)
             }
             (None, Some(hash)) => {
-                User::with_imported_hash(&*self.entropy, self.now(), &new.username, hash, new.is_verified, new.roles)
+                User::with_imported_hash(&*self.entropy, now, &new.username, hash, new.is_verified, new.roles)
             }
             _ => Err("exactly one of password and password_hash is required".into()),
+        }?;
+        if let Some(id) = new.id {
+            if !valid_imported_id(&id) {
+                return Err("id must be 1 to 128 letters, digits or - _ . : | @".into());
+            }
+            user.id = id;
         }
-        .map_err(ApiError::InvalidRequest)?;
+        if let Some(at) = new.created_at {
+            if at > now {
+                return Err("created_at is in the future".into());
+            }
+            user.created_at = at;
+        }
+        match (new.disabled, new.disabled_reason) {
+            (true, reason) => {
+                user.disabled = true;
+                user.disabled_reason = reason;
+            }
+            (false, Some(_)) => return Err("disabled_reason needs disabled: true".into()),
+            (false, None) => {}
+        }
+        Ok(user)
+    }
+
+    async fn admin_create_user(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
+        let new: NewUser = json_body(req)?;
+        let user = self.user_from(new).map_err(ApiError::InvalidRequest)?;
         match self.store.create_user(&user).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
@@ -220,6 +289,64 @@ impl<S: Store> App<S> {
         }
         tracing::info!(target: "latchkey::admin", user_id = %user.id, "user created");
         Ok(no_store(json(StatusCode::CREATED, &user_json(&user))))
+    }
+
+    /// Creates each user of the batch that does not exist yet, each in its own atomic
+    /// write: idempotent by username (an existing one is skipped, never changed), and
+    /// an entry that fails a check is rejected with the reason while the others go on.
+    /// A store failure stops the batch with 503; what was created before it stays and
+    /// is skipped when the batch is sent again.
+    async fn admin_import(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
+        let Import { users } = json_body(req)?;
+        if users.len() > MAX_IMPORT_BATCH {
+            return Err(ApiError::InvalidRequest(format!("at most {MAX_IMPORT_BATCH} users per request")));
+        }
+        let mut results = Vec::with_capacity(users.len());
+        let (mut created, mut skipped, mut rejected) = (0u64, 0u64, 0u64);
+        for (index, entry) in users.into_iter().enumerate() {
+            let username = entry.get("username").and_then(|u| u.as_str()).map(str::to_owned);
+            let rejected_with = |reason: String| json!({ "index": index, "username": username, "status": "rejected", "reason": reason });
+            let new: NewUser = match serde_json::from_value(entry) {
+                Ok(n) => n,
+                Err(e) => {
+                    rejected += 1;
+                    results.push(rejected_with(e.to_string()));
+                    continue;
+                }
+            };
+            if let Some(existing) = self.store.user_by_username(&new.username).await? {
+                skipped += 1;
+                results.push(json!({
+                    "index": index, "username": new.username, "status": "skipped", "id": existing.id,
+                    "reason": "a user with this username exists",
+                }));
+                continue;
+            }
+            let user = match self.user_from(new) {
+                Ok(u) => u,
+                Err(reason) => {
+                    rejected += 1;
+                    results.push(rejected_with(reason));
+                    continue;
+                }
+            };
+            match self.store.create_user(&user).await {
+                Ok(()) => {
+                    created += 1;
+                    results
+                        .push(json!({ "index": index, "username": user.username, "status": "created", "id": user.id }));
+                }
+                // The name was checked just before: a conflict now is the id (or a
+                // concurrent import of the same name).
+                Err(StoreError::Conflict(_)) => {
+                    rejected += 1;
+                    results.push(rejected_with("the id or username is taken".into()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::info!(target: "latchkey::admin", created, skipped, rejected, "users imported");
+        ok(&json!({ "results": results }))
     }
 
     async fn admin_find_users(&self, req: &Request<Bytes>) -> Result<Response, ApiError> {
@@ -242,7 +369,27 @@ impl<S: Store> App<S> {
         let more = users.len() > limit;
         users.truncate(limit);
         let next_after = if more { users.last().map(|u| u.username.clone()) } else { None };
-        ok(&json!({ "users": users.iter().map(user_json).collect::<Vec<_>>(), "next_after": next_after }))
+        // An export takes the hashes too (to move users to another deployment); a
+        // listing never shows them.
+        let with_hashes = match params.get("password_hashes") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(ApiError::InvalidRequest("password_hashes must be true or false".into())),
+        };
+        let users: Vec<serde_json::Value> = users
+            .iter()
+            .map(|u| {
+                let mut j = user_json(u);
+                if with_hashes {
+                    j["password_hash"] = json!(u.password_hash);
+                }
+                j
+            })
+            .collect();
+        if with_hashes {
+            tracing::info!(target: "latchkey::admin", users = users.len(), "password hashes exported");
+        }
+        ok(&json!({ "users": users, "next_after": next_after }))
     }
 
     /// A token session for the user, as if they had logged in to `client_id` (with

@@ -52,11 +52,21 @@ fn hex_val(b: u8) -> Option<u8> {
 }
 
 fn decode(part: &[u8]) -> Result<String, BadParams> {
+    percent_decode(part, true)
+}
+
+/// One path segment, percent-decoded (`+` stays `+`, as RFC 3986 paths have it);
+/// `None` for a bad escape or non-UTF-8.
+pub fn decode_path_segment(segment: &str) -> Option<String> {
+    percent_decode(segment.as_bytes(), false).ok()
+}
+
+fn percent_decode(part: &[u8], plus_is_space: bool) -> Result<String, BadParams> {
     let mut out = Vec::with_capacity(part.len());
     let mut i = 0;
     while i < part.len() {
         match part[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hi = part.get(i + 1).copied().and_then(hex_val).ok_or(BadParams::BadEscape)?;
                 let lo = part.get(i + 2).copied().and_then(hex_val).ok_or(BadParams::BadEscape)?;
