@@ -273,7 +273,7 @@ export const GENEROUS_RATE_LIMITS = Object.fromEntries(
     .map((k) => [k, { limit: 1000000, window_seconds: 60 }]),
 );
 
-export function baseConfig(origin, { http: httpOver = {}, session = {}, jwt = {}, resolver = {}, ui = {}, clients, rate_limits, lockout } = {}) {
+export function baseConfig(origin, { http: httpOver = {}, session = {}, jwt = {}, resolver = {}, ui = {}, clients, rate_limits, lockout, keys } = {}) {
   return {
     http: {
       public_origin: origin,
@@ -293,6 +293,7 @@ export function baseConfig(origin, { http: httpOver = {}, session = {}, jwt = {}
     oauth: { clients: clients ?? [demoClient(), backendClient()] },
     rate_limits: rate_limits ?? GENEROUS_RATE_LIMITS,
     ...(lockout ? { lockout } : {}),
+    ...(keys ? { keys } : {}),
   };
 }
 

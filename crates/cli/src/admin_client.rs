@@ -73,7 +73,8 @@ impl AdminClient {
         OsEntropy.fill(&mut raw);
         let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         let app = App::new(loaded.config, loaded.keys, store, Box::new(SystemClock), Box::new(OsEntropy))
-            .with_admin_key_hashes([sha256_hex(&key)]);
+            .with_admin_key_hashes([sha256_hex(&key)])
+            .with_seed_private_jwks(loaded.private_jwks);
         Ok(AdminClient::Local { app: Box::new(app), key })
     }
 

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use jwt_simple::prelude::*;
 use latchkey_endpoints::{Config, parse_config, parse_secrets};
 use latchkey_store_sqlite::SqliteStore;
 use latchkey_token::keys::{Algorithm, KeySet};
@@ -19,6 +18,8 @@ pub struct Loaded {
     pub keys: Arc<KeySet>,
     /// SHA-256 (hex) of each admin API key; none: the admin API is off.
     pub admin_key_hashes: Vec<String>,
+    /// The secrets' private JWKs, which seed the key ring at the first rotation.
+    pub private_jwks: Vec<serde_json::Value>,
 }
 
 /// Paths inside a data directory.
@@ -60,6 +61,7 @@ impl DataDir {
             config: Arc::new(config),
             keys: Arc::new(secrets.keys),
             admin_key_hashes: secrets.admin_key_hashes,
+            private_jwks: secrets.private_jwks,
         })
     }
 
@@ -173,26 +175,9 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
     f.write_all(contents).and_then(|()| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// A new private JWK whose `kid` is its RFC 7638 thumbprint.
+/// A new private JWK (one line of JSON) whose `kid` is its RFC 7638 thumbprint.
 pub fn generate_jwk(algorithm: Algorithm) -> Result<String, String> {
-    let fail = |e: jwt_simple::Error| format!("key generation failed: {e}");
-    Ok(match algorithm {
-        Algorithm::Rs256 => {
-            let k = RS256KeyPair::generate(2048).map_err(fail)?;
-            let kid = k.jwk_thumbprint();
-            k.with_key_id(&kid).to_jwk()
-        }
-        Algorithm::Es256 => {
-            let k = ES256KeyPair::generate();
-            let kid = k.jwk_thumbprint();
-            k.with_key_id(&kid).to_jwk()
-        }
-        Algorithm::EdDsa => {
-            let k = Ed25519KeyPair::generate();
-            let kid = k.jwk_thumbprint();
-            k.with_key_id(&kid).to_jwk()
-        }
-    })
+    latchkey_token::keys::generate_private_jwk(algorithm).map(|jwk| jwk.to_string()).map_err(|e| e.to_string())
 }
 
 fn config_template(public_origin: &str) -> String {

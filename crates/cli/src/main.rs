@@ -88,6 +88,12 @@ enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Signing keys: list them, and rotate them on a schedule (`keys rotate`, from cron)
+    /// or step by step.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Admin API keys.
     AdminKey {
         #[command(subcommand)]
@@ -256,6 +262,59 @@ enum SessionsCommand {
 }
 
 #[derive(Subcommand)]
+enum KeysCommand {
+    /// List the published keys and where each is in its life.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Run the rotation schedule once: publish a next key if there is none, let it
+    /// sign once it has been published for keys.prepublish_seconds, and remove retired
+    /// keys no valid token can need. Safe to run as often as you like (cron: hourly).
+    Rotate {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Publish a new next key now.
+    Add {
+        #[command(flatten)]
+        target: Target,
+        /// RS256, ES256 or EdDSA (default: keys.algorithm, else the signing key's).
+        #[arg(long)]
+        alg: Option<String>,
+    },
+    /// Make the next key sign (refused before its pre-publication ends, unless --force).
+    Promote {
+        #[command(flatten)]
+        target: Target,
+        /// The key's id (a thumbprint, which may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
+        kid: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Drop a next key that has not signed.
+    Retire {
+        #[command(flatten)]
+        target: Target,
+        /// The key's id (a thumbprint, which may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
+        kid: String,
+    },
+    /// Remove a retired key from the JWKS (refused while a token it signed may be
+    /// valid, unless --force: such tokens would stop verifying).
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        /// The key's id (a thumbprint, which may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
+        kid: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AdminKeyCommand {
     /// Make an admin API key: its SHA-256 is added to the secrets file and the key is
     /// printed once. Restart the server (or redeploy the secret) to use it.
@@ -368,6 +427,28 @@ fn sessions(command: SessionsCommand) -> Result<(), String> {
     }
 }
 
+fn keys(command: KeysCommand) -> Result<(), String> {
+    use http::Method;
+    let force = |f: bool| if f { "?force=true" } else { "" };
+    let (target, method, path, body) = match command {
+        KeysCommand::List { target } => (target, Method::GET, "keys".to_owned(), None),
+        KeysCommand::Rotate { target } => (target, Method::POST, "keys/rotate".to_owned(), None),
+        KeysCommand::Add { target, alg } => {
+            (target, Method::POST, "keys".to_owned(), alg.map(|a| serde_json::json!({ "alg": a })))
+        }
+        KeysCommand::Promote { target, kid, force: f } => {
+            (target, Method::POST, format!("keys/{}/promote{}", ops::encode(&kid), force(f)), None)
+        }
+        KeysCommand::Retire { target, kid } => {
+            (target, Method::POST, format!("keys/{}/retire", ops::encode(&kid)), None)
+        }
+        KeysCommand::Remove { target, kid, force: f } => {
+            (target, Method::DELETE, format!("keys/{}{}", ops::encode(&kid), force(f)), None)
+        }
+    };
+    block_on(ops::keys(&target.client()?, target.output(), method, &path, body.as_ref()))?
+}
+
 /// A password hash from the first line of stdin.
 fn read_hash() -> Result<String, String> {
     let mut line = String::new();
@@ -389,6 +470,7 @@ fn main() -> ExitCode {
         }
         Command::Users { command } => users(command),
         Command::Sessions { command } => sessions(command),
+        Command::Keys { command } => keys(command),
         Command::AdminKey { command: AdminKeyCommand::Create { data_dir, secrets_file } } => {
             let file = secrets_file.unwrap_or_else(|| DataDir::new(&data_dir).secrets());
             DataDir::add_admin_key(&file, &latchkey_native::OsEntropy).map(|key| {

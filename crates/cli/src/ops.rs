@@ -476,6 +476,45 @@ pub async fn sessions_export(admin: &AdminClient) -> Result<(), String> {
     Ok(())
 }
 
+/// The key ring as the admin API answers it: a table of keys, and what a change did.
+fn print_keys(out: Output, answer: &Value) {
+    if out == Output::Json {
+        print_json(answer);
+        return;
+    }
+    for a in answer["actions"].as_array().into_iter().flatten() {
+        eprintln!("{}", a.as_str().unwrap_or_default());
+    }
+    let rows: Vec<Vec<String>> = answer["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            ["kid", "alg", "state", "published_at", "signs_from", "activated_at", "retired_at", "removable_at"]
+                .iter()
+                .map(|f| text(k, f))
+                .collect()
+        })
+        .collect();
+    print_table(&["KID", "ALG", "STATE", "PUBLISHED", "SIGNS FROM", "ACTIVATED", "RETIRED", "REMOVABLE"], &rows);
+    if answer["stored"] == false {
+        eprintln!("(the secrets' keys: no rotation has stored a key ring yet)");
+    }
+}
+
+/// One key-ring operation: `method` on `keys…` (see the admin API), printed.
+pub async fn keys(
+    admin: &AdminClient,
+    out: Output,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(), String> {
+    let answer = admin.call(method, path, body).await?;
+    print_keys(out, &answer);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -229,7 +229,7 @@ impl Signals {
 
 /// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
 pub fn run(listener: StdListener, loaded: Loaded, store: SqliteStore, signals: Signals) -> Result<(), String> {
-    let Loaded { config, keys, admin_key_hashes } = loaded;
+    let Loaded { config, keys, admin_key_hashes, private_jwks } = loaded;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
     let (tx, rx) = watch::channel(false);
@@ -240,7 +240,7 @@ pub fn run(listener: StdListener, loaded: Loaded, store: SqliteStore, signals: S
         let open = Arc::new(AtomicUsize::new(0));
         inboxes.push(WorkerInbox { inbox, open: open.clone() });
         let (config, keys, store, rx) = (config.clone(), keys.clone(), store.clone(), rx.clone());
-        let admin_key_hashes = admin_key_hashes.clone();
+        let (admin_key_hashes, private_jwks) = (admin_key_hashes.clone(), private_jwks.clone());
         let handle = std::thread::Builder::new()
             .name(format!("latchkey-worker-{i}"))
             .spawn(move || -> Result<(), String> {
@@ -248,7 +248,8 @@ pub fn run(listener: StdListener, loaded: Loaded, store: SqliteStore, signals: S
                     tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
                 let local = tokio::task::LocalSet::new();
                 let app = App::new(config, keys, store, Box::new(SystemClock), Box::new(OsEntropy))
-                    .with_admin_key_hashes(admin_key_hashes);
+                    .with_admin_key_hashes(admin_key_hashes)
+                    .with_seed_private_jwks(private_jwks);
                 local.block_on(&rt, worker_loop(handed, open, app, rx)).map_err(|e| e.to_string())
             })
             .map_err(|e| e.to_string())?;

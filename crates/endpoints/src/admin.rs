@@ -26,6 +26,14 @@
 //!   response for a new session (Authgear's `createSession`, for teams with their own login)
 //! * `POST /_api/admin/users/{id}/sessions/revoke` → 200 `{"revoked": n}`
 //! * `POST /_api/admin/sessions/{id}/revoke` → 200; its child sessions go with it
+//!
+//! Signing keys (see [`crate::keyring`]; every answer is the ring without private keys):
+//! * `GET /_api/admin/keys` → 200 `{"keys": [...], "stored", "version", …}`
+//! * `POST /_api/admin/keys` `{"alg"?}` → 200, a new next key published
+//! * `POST /_api/admin/keys/rotate` → 200 with `actions`: one run of the schedule
+//! * `POST /_api/admin/keys/{kid}/promote[?force=true]` → 200: the next key signs
+//! * `POST /_api/admin/keys/{kid}/retire` → 200: a next key is dropped
+//! * `DELETE /_api/admin/keys/{kid}[?force=true]` → 200: a retired key leaves the JWKS
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -39,9 +47,11 @@ use serde_json::json;
 use crate::config::GrantType;
 use crate::discovery::SUPPORTED_SCOPES;
 use crate::error::ApiError;
+use crate::keyring::{self, Action, KeyRing, KeyState, Schedule};
 use crate::request::{Authorization, authorization};
 use crate::response::{Response, json, no_store};
 use crate::{App, request};
+use latchkey_token::keys::Algorithm;
 
 /// The largest page of users one request may ask for.
 pub const MAX_PAGE: usize = 1000;
@@ -93,6 +103,24 @@ struct Import {
 fn valid_imported_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'|' | b'@'))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    /// `RS256`, `ES256` or `EdDSA`; default `keys.algorithm`, else the signing key's.
+    #[serde(default)]
+    alg: Option<String>,
+}
+
+/// `?force=true` on a key operation that the schedule would refuse.
+fn force_param(req: &Request<Bytes>) -> Result<bool, ApiError> {
+    let params = request::Params::parse(req.uri().query().unwrap_or("").as_bytes())?;
+    match params.get("force") {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::InvalidRequest("force must be true or false".into())),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -229,6 +257,54 @@ impl<S: Store> App<S> {
                 tracing::info!(target: "latchkey::admin", session_id = %id, "session revoked");
                 ok(&json!({ "id": id, "revoked": true }))
             }
+            (["keys"], &Method::GET) => {
+                let (ring, version) = self.admin_ring().await?;
+                ok(&self.keys_json(&ring, version))
+            }
+            (["keys"], &Method::POST) => {
+                let body: NewKey = if req.body().is_empty() { NewKey::default() } else { json_body(req)? };
+                let (mut ring, version) = self.admin_ring().await?;
+                let alg = match body.alg.as_deref() {
+                    Some(name) => Algorithm::from_name(name)
+                        .ok_or_else(|| ApiError::InvalidRequest(format!("unsupported algorithm {name:?}")))?,
+                    None => self.rotation_alg(&ring),
+                };
+                let key = keyring::new_next_key(alg, self.now()).map_err(ApiError::Unavailable)?;
+                let kid = key.kid.clone();
+                ring.add_next(key).map_err(ApiError::Conflict)?;
+                self.save_ring(&ring, version, &[Action::Added { kid }]).await
+            }
+            (["keys", "rotate"], &Method::POST) => {
+                let (mut ring, version) = self.admin_ring().await?;
+                let (now, alg) = (self.now(), self.rotation_alg(&ring));
+                let mut actions =
+                    if version == 0 { vec![Action::Seeded { keys: ring.keys.len() }] } else { Vec::new() };
+                actions.extend(
+                    keyring::rotate(&mut ring, self.schedule(), now, || keyring::new_next_key(alg, now))
+                        .map_err(ApiError::Unavailable)?,
+                );
+                self.save_ring(&ring, version, &actions).await
+            }
+            (["keys", kid, action @ ("promote" | "retire")], &Method::POST) => {
+                let force = force_param(req)?;
+                let (mut ring, version) = self.admin_ring().await?;
+                let done = if *action == "promote" {
+                    ring.promote(kid, self.schedule(), self.now(), force)
+                } else {
+                    ring.retire(kid)
+                };
+                let action = done.map_err(ApiError::Conflict)?;
+                self.save_ring(&ring, version, &[action]).await
+            }
+            (["keys", kid], &Method::DELETE) => {
+                let force = force_param(req)?;
+                let (mut ring, version) = self.admin_ring().await?;
+                let action = ring.remove(kid, self.schedule(), self.now(), force).map_err(ApiError::Conflict)?;
+                self.save_ring(&ring, version, &[action]).await
+            }
+            (["keys"], _) => Err(ApiError::MethodNotAllowed("GET, POST")),
+            (["keys", "rotate"], _) | (["keys", _, "promote" | "retire"], _) => Err(ApiError::MethodNotAllowed("POST")),
+            (["keys", _], _) => Err(ApiError::MethodNotAllowed("DELETE")),
             (["users"], _) | (["users", _, "sessions"], _) => Err(ApiError::MethodNotAllowed("GET, POST")),
             (["users", _], _) => Err(ApiError::MethodNotAllowed("GET, DELETE")),
             (["users", _, "disable" | "enable"], _)
@@ -236,6 +312,96 @@ impl<S: Store> App<S> {
             | (["sessions", _, "revoke"], _) => Err(ApiError::MethodNotAllowed("POST")),
             _ => Err(ApiError::NotFound),
         }
+    }
+
+    /// The rotation schedule the configuration implies (see [`keyring`]).
+    fn schedule(&self) -> Schedule {
+        let longest = self.config.clients.iter().map(|c| c.access_token_lifetime_seconds).max().unwrap_or(0);
+        // ID tokens live 300 s; a retired key must outlive those too.
+        let longest = longest.max(300);
+        Schedule {
+            prepublish_seconds: self.config.keys.prepublish_seconds,
+            retire_after_seconds: longest + self.config.jwt.time_tolerance_seconds + self.config.keys.cache_seconds,
+        }
+    }
+
+    /// The algorithm new keys get: `keys.algorithm`, else the signing key's.
+    fn rotation_alg(&self, ring: &KeyRing) -> Algorithm {
+        self.config
+            .keys
+            .algorithm
+            .as_deref()
+            .and_then(Algorithm::from_name)
+            .or(ring.active_alg())
+            .unwrap_or(Algorithm::Rs256)
+    }
+
+    /// The stored ring and its version, or the one the secrets document's keys make
+    /// (version 0) before the first rotation.
+    async fn admin_ring(&self) -> Result<(KeyRing, u64), ApiError> {
+        match self.store.key_ring().await? {
+            Some((document, version)) => {
+                let ring = serde_json::from_str(&document)
+                    .map_err(|e| ApiError::Unavailable(format!("the stored key ring does not parse: {e}")))?;
+                Ok((ring, version))
+            }
+            None => {
+                if self.keys.seed_jwks().is_empty() {
+                    return Err(ApiError::Unavailable("this server was not given the secrets' private keys".into()));
+                }
+                let ring = KeyRing::seeded(self.keys.seed_jwks(), self.now()).map_err(ApiError::Unavailable)?;
+                Ok((ring, 0))
+            }
+        }
+    }
+
+    /// Stores `ring` if the stored one is still `version`, and answers with it.
+    async fn save_ring(&self, ring: &KeyRing, version: u64, actions: &[Action]) -> Result<Response, ApiError> {
+        // Never store a ring that would not load: every instance would fail with it.
+        ring.key_set().map_err(ApiError::Conflict)?;
+        if !actions.is_empty() {
+            let document = serde_json::to_string(ring).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            if !self.store.swap_key_ring(&document, version).await? {
+                return Err(ApiError::Conflict("the key ring changed meanwhile; read it again and retry".into()));
+            }
+            self.keys.invalidate();
+            for a in actions {
+                tracing::info!(target: "latchkey::admin", action = %a.describe(), "key ring changed");
+            }
+        }
+        let version = if actions.is_empty() { version } else { version + 1 };
+        let mut body = self.keys_json(ring, version);
+        body["actions"] = json!(actions.iter().map(Action::describe).collect::<Vec<_>>());
+        ok(&body)
+    }
+
+    /// The ring for operators: every key but its private part, with when it may sign
+    /// (next) or be removed (retired).
+    fn keys_json(&self, ring: &KeyRing, version: u64) -> serde_json::Value {
+        let schedule = self.schedule();
+        let keys: Vec<serde_json::Value> = ring
+            .keys
+            .iter()
+            .map(|k| {
+                json!({
+                    "kid": k.kid,
+                    "alg": k.alg,
+                    "state": k.state.as_str(),
+                    "published_at": k.published_at,
+                    "activated_at": k.activated_at,
+                    "retired_at": k.retired_at,
+                    "signs_from": (k.state == KeyState::Next).then(|| k.published_at + schedule.prepublish_seconds),
+                    "removable_at": KeyRing::removable_at(k, schedule),
+                })
+            })
+            .collect();
+        json!({
+            "keys": keys,
+            "stored": version > 0,
+            "version": version,
+            "prepublish_seconds": schedule.prepublish_seconds,
+            "retire_after_seconds": schedule.retire_after_seconds,
+        })
     }
 
     async fn admin_user(&self, id: &str) -> Result<User, ApiError> {
@@ -444,7 +610,7 @@ impl<S: Store> App<S> {
             ip: req.extensions().get::<crate::ClientAddr>().map(|a| a.0.clone()),
         };
         self.store.create_session(&session).await?;
-        let tokens = self.issue_tokens(client, &session, &user, &scopes, None, refresh_token)?;
+        let tokens = self.issue_tokens(client, &session, &user, &scopes, None, refresh_token).await?;
         tracing::info!(target: "latchkey::admin", user_id = %user.id, client_id = %client.id, "session created");
         let mut body = crate::token::token_body(&tokens);
         body["session_id"] = json!(session.id);

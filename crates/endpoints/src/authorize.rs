@@ -98,7 +98,9 @@ impl<S: Store> App<S> {
             return Err(PageError::BadRequest("The redirect_uri is not registered for this application.".into()));
         }
         let state = params.get("state").map(str::to_owned);
-        let auth = match self.validate(client, redirect_uri, &params) {
+        // Read before validation, which checks an id_token_hint's signature with them.
+        let keys = self.keys().await?;
+        let auth = match self.validate(client, redirect_uri, &params, &keys) {
             Ok(a) => a,
             Err(e) => return Ok(self.error_redirect(redirect_uri, state.as_deref(), &e)),
         };
@@ -142,6 +144,7 @@ impl<S: Store> App<S> {
         client: &'c Client,
         redirect_uri: &str,
         params: &Params,
+        keys: &latchkey_token::keys::KeySet,
     ) -> Result<AuthRequest<'c>, RedirectError> {
         if params.pairs().iter().any(|(_, v)| v.len() > MAX_PARAM_LEN) {
             return Err(redirect_error("invalid_request", "a parameter is too long"));
@@ -209,7 +212,7 @@ impl<S: Store> App<S> {
                     now: self.now(),
                     tolerance_seconds: self.config.session.lifetime_seconds,
                 };
-                match self.keys.verify_id_token(hint, &expect) {
+                match keys.verify_id_token(hint, &expect) {
                     Ok(v) => Some(v.subject),
                     Err(_) => {
                         return Err(redirect_error(

@@ -234,6 +234,38 @@ impl Default for JwtConfig {
     }
 }
 
+/// `keys`: signing-key rotation (see the `keyring` module).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// How long a new key is published in the JWKS before it signs (default one day).
+    /// Verifiers cache the JWKS (Latchkey's says `max-age=300`) and every instance
+    /// re-reads the ring every `cache_seconds`: below their sum, a verifier can meet a
+    /// token signed by a key it has not fetched yet.
+    #[serde(default = "default_prepublish")]
+    pub prepublish_seconds: u64,
+    /// How long an instance keeps the key ring it read from the store (default 60 s).
+    #[serde(default = "default_key_cache")]
+    pub cache_seconds: u64,
+    /// The algorithm of keys that rotation makes (default: the signing key's).
+    #[serde(default)]
+    pub algorithm: Option<String>,
+}
+
+fn default_prepublish() -> u64 {
+    86_400
+}
+
+fn default_key_cache() -> u64 {
+    60
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig { prepublish_seconds: default_prepublish(), cache_seconds: default_key_cache(), algorithm: None }
+    }
+}
+
 /// `resolver`: the forward-auth endpoint.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -349,6 +381,8 @@ struct RawConfig {
     #[serde(default)]
     resolver: ResolverConfig,
     #[serde(default)]
+    keys: KeysConfig,
+    #[serde(default)]
     ui: UiConfig,
     #[serde(default)]
     rate_limits: RateLimits,
@@ -412,6 +446,8 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// `resolver.*`
     pub resolver: ResolverConfig,
+    /// `keys.*`
+    pub keys: KeysConfig,
     /// `ui.*`
     pub ui: UiConfig,
     /// `rate_limits.*`
@@ -544,6 +580,9 @@ struct AdminKeys {
 pub struct Secrets {
     /// Signing and verification keys.
     pub keys: KeySet,
+    /// The same keys as private JWKs, in order: what seeds the key ring in the store
+    /// at the first rotation.
+    pub private_jwks: Vec<serde_json::Value>,
     client_secret_hashes: HashMap<String, Vec<String>>,
     /// SHA-256 (hex) of each admin API key; none: the admin API is off.
     pub admin_key_hashes: Vec<String>,
@@ -574,7 +613,7 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
                     serde_yaml_ng::from_value(secret.data.clone()).map_err(|e| err(&path, e.to_string()))?;
                 let set =
                     KeySet::from_private_jwks(&data.keys).map_err(|e| err(format!("{path}.keys"), e.to_string()))?;
-                keys = Some(set);
+                keys = Some((set, data.keys));
             }
             "oauth.client_secrets" => {
                 let data: ClientSecrets =
@@ -627,8 +666,9 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
             }
         }
     }
-    let keys = keys.ok_or_else(|| err("secrets", "an `oauth` secret with at least one signing key is required"))?;
-    Ok(Secrets { keys, client_secret_hashes, admin_key_hashes })
+    let (keys, private_jwks) =
+        keys.ok_or_else(|| err("secrets", "an `oauth` secret with at least one signing key is required"))?;
+    Ok(Secrets { keys, private_jwks, client_secret_hashes, admin_key_hashes })
 }
 
 /// Parses and validates the config document against the loaded secrets.
@@ -800,6 +840,11 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
             secret_hashes,
         });
     }
+    if let Some(alg) = &raw.keys.algorithm
+        && latchkey_token::keys::Algorithm::from_name(alg).is_none()
+    {
+        return Err(err("keys.algorithm", format!("unsupported algorithm {alg:?} (expected RS256, ES256 or EdDSA)")));
+    }
     for id in secrets.client_secret_hashes.keys() {
         if !clients.iter().any(|c| &c.id == id) {
             return Err(err("oauth.client_secrets", format!("secret for unknown client {id:?}")));
@@ -812,6 +857,7 @@ pub fn parse_config(text: &str, secrets: &Secrets) -> Result<Config, ConfigError
         session: raw.session,
         jwt: raw.jwt,
         resolver: raw.resolver,
+        keys: raw.keys,
         ui: raw.ui,
         rate_limits: raw.rate_limits,
         lockout: raw.lockout,

@@ -3,6 +3,7 @@
 
 use http::StatusCode;
 use latchkey_store::Store;
+use latchkey_token::keys::KeySet;
 use serde_json::json;
 
 use crate::App;
@@ -12,9 +13,17 @@ use crate::response::{Response, json, set_header};
 pub const SUPPORTED_SCOPES: &[&str] =
     &["openid", "offline_access", "profile", "https://authgear.com/scopes/full-access"];
 
-pub fn discovery<S: Store>(app: &App<S>) -> Response {
+pub fn discovery<S: Store>(app: &App<S>, keys: &KeySet) -> Response {
     let iss = &app.config.issuer;
-    let alg = app.keys.signing_key().alg().name();
+    // Every algorithm a published key has: during a rotation to another algorithm,
+    // ID tokens of both are in circulation.
+    let mut algs: Vec<&str> = Vec::new();
+    for key in keys.keys() {
+        let name = key.alg().name();
+        if !algs.contains(&name) {
+            algs.push(name);
+        }
+    }
     let doc = json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/oauth2/authorize"),
@@ -31,7 +40,7 @@ pub fn discovery<S: Store>(app: &App<S>) -> Response {
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
         "scopes_supported": SUPPORTED_SCOPES,
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [alg],
+        "id_token_signing_alg_values_supported": algs,
         "claims_supported": ["iss", "aud", "iat", "exp", "sub", "auth_time", "amr", "sid", "nonce", "preferred_username"],
         "authorization_response_iss_parameter_supported": true,
         "prompt_values_supported": ["none", "login"],
@@ -41,8 +50,8 @@ pub fn discovery<S: Store>(app: &App<S>) -> Response {
     resp
 }
 
-pub fn jwks<S: Store>(app: &App<S>) -> Response {
-    let mut resp = json(StatusCode::OK, &app.keys.jwks());
+pub fn jwks(keys: &KeySet) -> Response {
+    let mut resp = json(StatusCode::OK, &keys.jwks());
     // Short enough that a key published ahead of rotation is seen well before it signs.
     set_header(&mut resp, "cache-control", "public, max-age=300");
     resp

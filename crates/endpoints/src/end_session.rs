@@ -34,7 +34,7 @@ impl<S: Store> App<S> {
                     // Logout hints may be expired ID tokens (RP-Initiated Logout §2).
                     tolerance_seconds: self.config.session.lifetime_seconds,
                 };
-                self.keys.verify_id_token(h, &expect).ok()
+                self.keys().await?.verify_id_token(h, &expect).ok()
             }
             None => None,
         };

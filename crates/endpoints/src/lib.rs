@@ -18,6 +18,7 @@ mod discovery;
 mod end_session;
 pub mod error;
 pub mod html;
+pub mod keyring;
 mod limits;
 pub mod request;
 mod resolve;
@@ -51,7 +52,7 @@ pub struct ClientAddr(pub String);
 /// clock and randomness.
 pub struct App<S> {
     config: Arc<Config>,
-    keys: Arc<KeySet>,
+    keys: keyring::KeySource,
     store: S,
     clock: Box<dyn Clock>,
     entropy: Box<dyn Entropy>,
@@ -88,6 +89,7 @@ impl<S: Store> App<S> {
     ) -> Self {
         let mut prefix = [0u8; 8];
         entropy.fill(&mut prefix);
+        let keys = keyring::KeySource::new(keys, Vec::new(), config.keys.cache_seconds);
         App {
             request_id_prefix: u64::from_be_bytes(prefix),
             requests: std::cell::Cell::new(0),
@@ -114,6 +116,19 @@ impl<S: Store> App<S> {
     pub fn with_admin_key_hashes(mut self, hashes: impl IntoIterator<Item = String>) -> Self {
         self.admin_key_hashes.extend(hashes.into_iter().map(|h| h.to_ascii_lowercase()));
         self
+    }
+
+    /// Gives the secrets document's keys as private JWKs, which seed the key ring in
+    /// the store at the first rotation (without them, rotation is refused).
+    pub fn with_seed_private_jwks(mut self, jwks: Vec<serde_json::Value>) -> Self {
+        self.keys = self.keys.with_seed_jwks(jwks);
+        self
+    }
+
+    /// The key set now: the stored key ring's, or the secrets document's before the
+    /// first rotation (see [`keyring`]).
+    pub(crate) async fn keys(&self) -> Result<Arc<KeySet>, latchkey_store::StoreError> {
+        self.keys.current(&self.store, self.now()).await
     }
 
     /// The configuration.
@@ -191,11 +206,18 @@ impl<S: Store> App<S> {
         let api_method = |allow: &'static str, ok: bool| (!ok).then(|| ApiError::MethodNotAllowed(allow).response());
         match path {
             "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server" => {
-                api_method("GET, HEAD, OPTIONS", is_get(&method)).unwrap_or_else(|| discovery::discovery(self))
+                match api_method("GET, HEAD, OPTIONS", is_get(&method)) {
+                    Some(r) => r,
+                    None => self
+                        .keys()
+                        .await
+                        .map_or_else(|e| ApiError::from(e).response(), |k| discovery::discovery(self, &k)),
+                }
             }
-            "/oauth2/jwks" => {
-                api_method("GET, HEAD, OPTIONS", is_get(&method)).unwrap_or_else(|| discovery::jwks(self))
-            }
+            "/oauth2/jwks" => match api_method("GET, HEAD, OPTIONS", is_get(&method)) {
+                Some(r) => r,
+                None => self.keys().await.map_or_else(|e| ApiError::from(e).response(), |k| discovery::jwks(&k)),
+            },
             "/oauth2/token" => match api_method("POST, OPTIONS", method == Method::POST) {
                 Some(r) => r,
                 None => self.token(&req).await.unwrap_or_else(|e| e.response()),

@@ -39,7 +39,7 @@ impl<S: Store> App<S> {
                     tracing::info!(user_id = %session.user_id, "session revoked by refresh token");
                 }
             }
-        } else if let Ok(verified) = self.keys.verify_access_token(token, &self.access_expectations())
+        } else if let Ok(verified) = self.keys().await?.verify_access_token(token, &self.access_expectations())
             && let Some(sid) = verified.claims.sid.as_deref()
             && belongs(Some(verified.claims.client_id.as_str()))
         {

@@ -111,9 +111,10 @@ impl<S: Store> App<S> {
         let verified = match self.verified.get(&key, expect.now, expect.tolerance_seconds) {
             Some(v) => v,
             None => {
+                let keys = self.keys().await?;
                 let verified = match &self.signature_checker {
-                    Some(checker) => self.keys.verify_access_token_with(token, &expect, checker.as_ref()).await,
-                    None => self.keys.verify_access_token(token, &expect),
+                    Some(checker) => keys.verify_access_token_with(token, &expect, checker.as_ref()).await,
+                    None => keys.verify_access_token(token, &expect),
                 };
                 let Ok(v) = verified else {
                     return Ok(BearerSession::Invalid);
@@ -270,7 +271,7 @@ impl<S: Store> App<S> {
 
     /// Issues an access token (and an ID token when `openid` is granted) for a token
     /// session, plus `refresh_token` when given.
-    pub(crate) fn issue_tokens(
+    pub(crate) async fn issue_tokens(
         &self,
         client: &Client,
         session: &Session,
@@ -303,7 +304,8 @@ impl<S: Store> App<S> {
             tracing::error!(error = %e, "token signing failed");
             ApiError::Unavailable("token signing failed".into())
         };
-        let access_token = self.keys.sign_access_token(&registered, claims).map_err(signing)?;
+        let keys = self.keys().await?;
+        let access_token = keys.sign_access_token(&registered, claims).map_err(signing)?;
         let id_token = if scopes.iter().any(|s| s == "openid") {
             let registered =
                 Registered { audience: &client.id, lifetime_seconds: 300, jwt_id: None, nonce, ..registered };
@@ -314,7 +316,7 @@ impl<S: Store> App<S> {
                 user: user_claims(user),
                 preferred_username: scopes.iter().any(|s| s == "profile").then(|| user.username.clone()),
             };
-            Some(self.keys.sign_id_token(&registered, claims).map_err(signing)?)
+            Some(keys.sign_id_token(&registered, claims).map_err(signing)?)
         } else {
             None
         };

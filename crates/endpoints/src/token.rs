@@ -73,7 +73,7 @@ impl<S: Store> App<S> {
             GrantType::RefreshToken => self.refresh_grant(client, &params).await,
             GrantType::ClientCredentials => {
                 self.limit_client_credentials(&client.id).await?;
-                self.client_credentials_grant(client, &params)
+                self.client_credentials_grant(client, &params).await
             }
         }
     }
@@ -144,7 +144,8 @@ impl<S: Store> App<S> {
             other => other?,
         }
         tracing::info!(client_id = %client.id, user_id = %user.id, "tokens issued for a code");
-        let tokens = self.issue_tokens(client, &session, &user, &grant.scopes, grant.nonce.clone(), refresh_token)?;
+        let tokens =
+            self.issue_tokens(client, &session, &user, &grant.scopes, grant.nonce.clone(), refresh_token).await?;
         Ok(token_response(&tokens))
     }
 
@@ -191,11 +192,11 @@ impl<S: Store> App<S> {
             }
             RefreshOutcome::Invalid => return Err(invalid()),
         };
-        let tokens = self.issue_tokens(client, &session, &user, &scopes, None, refresh_token)?;
+        let tokens = self.issue_tokens(client, &session, &user, &scopes, None, refresh_token).await?;
         Ok(token_response(&tokens))
     }
 
-    fn client_credentials_grant(&self, client: &Client, params: &Params) -> Result<Response, ApiError> {
+    async fn client_credentials_grant(&self, client: &Client, params: &Params) -> Result<Response, ApiError> {
         let scope: Vec<&str> = params
             .get("scope")
             .unwrap_or_default()
@@ -228,7 +229,7 @@ impl<S: Store> App<S> {
             nonce: None,
         };
         let claims = AccessClaims { client_id: client.id.clone(), scope: scope.clone(), ..Default::default() };
-        let access_token = self.keys.sign_access_token(&registered, claims).map_err(|e| {
+        let access_token = self.keys().await?.sign_access_token(&registered, claims).map_err(|e| {
             tracing::error!(error = %e, "token signing failed");
             ApiError::Unavailable("token signing failed".into())
         })?;

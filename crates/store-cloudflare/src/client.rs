@@ -136,6 +136,21 @@ impl<T: Objects> Store for ObjectStore<T> {
         Ok(exists)
     }
 
+    async fn key_ring(&self) -> Result<Option<(String, u64)>, StoreError> {
+        match self.call("keyring", "main", Command::GetKeyRing).await? {
+            Reply::KeyRing { ring } => Ok(ring),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn swap_key_ring(&self, document: &str, expected_version: u64) -> Result<bool, StoreError> {
+        let command = Command::SwapKeyRing { document: document.to_owned(), expected_version };
+        match self.call("keyring", "main", command).await? {
+            Reply::Bool { value } => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn replace_password_hash(&self, id: &str, current: &str, next: &str) -> Result<bool, StoreError> {
         let command = Command::ReplacePasswordHash { current: current.to_owned(), next: next.to_owned() };
         match self.call("user", id, command).await? {

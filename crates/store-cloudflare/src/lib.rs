@@ -12,6 +12,8 @@
 //! | `username:<name>` | which user id holds the name | unique usernames |
 //! | `code:<hash>` | an authorization code and who redeemed it | single use |
 //! | `counter:<key>` | an abuse counter | rate limits and lockouts, global across isolates |
+//! | `keyring:main` | the signing-key ring | rotations (a compare-and-swap on its version) |
+//! | `directory:users` | one storage entry per username (not one record) | the admin API's user listing |
 //!
 //! An object applies a [`protocol::Command`] to its record with [`object::apply`], a
 //! pure function, and writes the result back before it answers. The Workers runtime

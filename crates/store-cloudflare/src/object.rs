@@ -43,6 +43,9 @@ pub struct Record {
     pub code: Option<AuthCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redeemed_by: Option<String>,
+    /// The key ring (`keyring:` objects): document and version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_ring: Option<(String, u64)>,
     /// The counter and when it expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counter: Option<(WireCounter, UnixSeconds)>,
@@ -237,6 +240,14 @@ pub fn apply(record: &mut Record, command: Command) -> (Reply, Effect) {
             }
             record.children.push(child_id);
             (Reply::Ok, write)
+        }
+        Command::GetKeyRing => (Reply::KeyRing { ring: record.key_ring.clone() }, read),
+        Command::SwapKeyRing { document, expected_version } => {
+            if record.key_ring.as_ref().map_or(0, |(_, v)| *v) != expected_version {
+                return (Reply::Bool { value: false }, read);
+            }
+            record.key_ring = Some((document, expected_version + 1));
+            (Reply::Bool { value: true }, write)
         }
         Command::PutCode { code } => {
             if record.code.is_some() {

@@ -52,6 +52,10 @@ pub enum Command {
     RevokeSession { id: String, now: UnixSeconds, tombstone: bool },
     /// `session:` — link a child session, so that revoking this one revokes it.
     AddChild { child_id: String },
+    /// `keyring:` — the key ring and its version.
+    GetKeyRing,
+    /// `keyring:` — compare-and-swap the key ring.
+    SwapKeyRing { document: String, expected_version: u64 },
     /// `code:` — insert the code.
     PutCode { code: AuthCode },
     /// `code:` — redeem at most once.
@@ -107,6 +111,8 @@ pub enum Reply {
     Session { session: Option<Session> },
     /// Session ids (a user's index).
     Ids { ids: Vec<String> },
+    /// The key ring: its document and version.
+    KeyRing { ring: Option<(String, u64)> },
     /// Directory entries: (username, user id), in name order.
     Names { names: Vec<(String, String)> },
     /// The result of disabling or enabling a user: whether it exists, and the sessions

@@ -17,6 +17,7 @@
 //! | child link | `S#<parent>` | `C#<child>` | `ttl_epoch` |
 //! | code | `C#<sha256>` | `#` | `body` (JSON), `expires_at`, `redeemed_by`, `ttl_epoch` |
 //! | counter | `K#<key>` | `#` | `hits`, `first_at`, `last_at`, `expires_at`, `ttl_epoch` |
+//! | key ring | `KEYRING` | `#` | `document` (JSON), `version` |
 //!
 //! `version`, `last_used_at`, `revoked_at`, `disabled` and `disabled_reason` live beside
 //! the JSON body because conditional writes compare and update them on their own; on
@@ -92,6 +93,8 @@ use latchkey_token::UnixSeconds;
 pub const USER_INDEX: &str = "by_user";
 /// The TTL attribute.
 pub const TTL_ATTRIBUTE: &str = "ttl_epoch";
+/// The key of the one key-ring item.
+const KEY_RING_PK: &str = "KEYRING";
 /// The `by_user` index partition that holds every username item, sorted by name.
 const DIRECTORY_PARTITION: &str = "USERS";
 /// How long a tombstone (a revocation of a not yet created session) is kept.
@@ -516,6 +519,34 @@ impl Store for DynamoStore {
             self.revoke_user_sessions(id, now).await?;
         }
         Ok(true)
+    }
+
+    async fn key_ring(&self) -> Result<Option<(String, u64)>, StoreError> {
+        let Some(item) = self.get(KEY_RING_PK.to_owned()).await? else {
+            return Ok(None);
+        };
+        let document =
+            get_s(&item, "document").ok_or_else(|| StoreError::Corrupt("key ring item has no document".into()))?;
+        Ok(Some((document.to_owned(), need_n(&item, "version")?)))
+    }
+
+    async fn swap_key_ring(&self, document: &str, expected_version: u64) -> Result<bool, StoreError> {
+        let req = self
+            .update(KEY_RING_PK.to_owned())
+            .update_expression("SET document = :d, version = :next")
+            .expression_attribute_values(":d", s(document))
+            .expression_attribute_values(":next", n(expected_version + 1));
+        let req = if expected_version == 0 {
+            req.condition_expression("attribute_not_exists(pk)")
+        } else {
+            req.condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(expected_version))
+        };
+        match self.run(req.send()).await? {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("UpdateItem", &e)),
+        }
     }
 
     /// A compare-and-swap on the whole JSON body (the hash lives inside it): read it,

@@ -352,6 +352,29 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn key_ring(&self) -> Result<Option<(String, u64)>, StoreError> {
+        self.read("key_ring", |conn| {
+            conn.prepare_cached("SELECT document, version FROM key_ring WHERE id = 1")?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
+    }
+
+    async fn swap_key_ring(&self, document: &str, expected_version: u64) -> Result<bool, StoreError> {
+        let document = document.to_owned();
+        self.write("swap_key_ring", move |tx| {
+            let changed = if expected_version == 0 {
+                tx.prepare_cached("INSERT OR IGNORE INTO key_ring (id, document, version) VALUES (1, ?1, 1)")?
+                    .execute([&document])?
+            } else {
+                tx.prepare_cached("UPDATE key_ring SET document = ?1, version = ?2 + 1 WHERE id = 1 AND version = ?2")?
+                    .execute(rusqlite::params![document, expected_version])?
+            };
+            Ok(changed > 0)
+        })
+        .await
+    }
+
     async fn replace_password_hash(&self, id: &str, current: &str, next: &str) -> Result<bool, StoreError> {
         let (id, current, next) = (id.to_owned(), current.to_owned(), next.to_owned());
         self.write("replace_password_hash", move |tx| {

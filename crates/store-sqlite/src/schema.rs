@@ -72,7 +72,16 @@ CREATE TABLE codes (
 ) STRICT;
 ";
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: the signing-key ring (one row; see `Store::key_ring`).
+const V2: &str = "
+CREATE TABLE key_ring (
+    id       INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    document TEXT NOT NULL,
+    version  INTEGER NOT NULL
+) STRICT;
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub(crate) const CURRENT_VERSION: usize = MIGRATIONS.len();

@@ -29,6 +29,7 @@ where
         revocation_cascades(&store).await;
         disabling_revokes(&store).await;
         directory(&store).await;
+        key_ring(&store).await;
         codes(&store).await;
         rotation(&store).await;
         counters(&store).await;
@@ -114,6 +115,7 @@ pub async fn run_async_part<S: Store>(store: &S, part: AsyncPart) {
             revocation_cascades(store).await;
             disabling_revokes(store).await;
             directory(store).await;
+            key_ring(store).await;
             codes(store).await;
             rotation(store).await;
             counters(store).await;
@@ -469,6 +471,21 @@ async fn directory<S: Store>(s: &S) {
     assert_eq!(ids(s.user_sessions("u-dir-new", NOW + 23).await.unwrap()), Vec::<String>::new(), "and has no sessions");
 }
 
+/// The key ring's compare-and-swap. The store holds one ring, so this is the only
+/// check that touches it.
+async fn key_ring<S: Store>(s: &S) {
+    assert_eq!(s.key_ring().await.unwrap(), None, "no ring at first");
+    assert!(!s.swap_key_ring("{\"v\":1}", 1).await.unwrap(), "none stored: only version 0 swaps");
+    assert!(s.swap_key_ring("{\"v\":1}", 0).await.unwrap(), "the first ring");
+    assert_eq!(s.key_ring().await.unwrap(), Some(("{\"v\":1}".to_owned(), 1)));
+    assert!(!s.swap_key_ring("{\"v\":\"lost\"}", 0).await.unwrap(), "a second first ring loses");
+    assert!(s.swap_key_ring("{\"v\":2}", 1).await.unwrap());
+    assert!(!s.swap_key_ring("{\"v\":\"stale\"}", 1).await.unwrap(), "a stale version loses");
+    let big = format!("{{\"keys\":\"{}\"}}", "k".repeat(60_000));
+    assert!(s.swap_key_ring(&big, 2).await.unwrap(), "a ring of several RSA keys fits");
+    assert_eq!(s.key_ring().await.unwrap(), Some((big, 3)));
+}
+
 /// An authorization code with hash `hash`, valid until `expires_at`.
 pub fn code(hash: &str, expires_at: u64) -> AuthCode {
     AuthCode {
@@ -710,6 +727,14 @@ impl<S: Store> Store for Paced<S> {
     ) -> Result<bool, StoreError> {
         self.pace().await;
         self.0.set_user_disabled(id, disabled, reason, now).await
+    }
+    async fn key_ring(&self) -> Result<Option<(String, u64)>, StoreError> {
+        self.pace().await;
+        self.0.key_ring().await
+    }
+    async fn swap_key_ring(&self, document: &str, expected_version: u64) -> Result<bool, StoreError> {
+        self.pace().await;
+        self.0.swap_key_ring(document, expected_version).await
     }
     async fn replace_password_hash(&self, id: &str, current: &str, next: &str) -> Result<bool, StoreError> {
         self.pace().await;

@@ -85,6 +85,23 @@ pub trait Store {
         now: UnixSeconds,
     ) -> Result<bool, StoreError>;
 
+    /// The signing-key ring and its version, if one was stored: an opaque document
+    /// (the endpoints crate's `keyring` module defines it) that the admin API changes
+    /// with [`Store::swap_key_ring`] and every instance re-reads, so a rotation
+    /// reaches every target. Strongly consistent.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn key_ring(&self) -> Result<Option<(String, u64)>, StoreError>;
+
+    /// Compare-and-swap of the key ring: stores `document` as version
+    /// `expected_version + 1` if the stored version is `expected_version` (0: none is
+    /// stored yet). Returns whether it did.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn swap_key_ring(&self, document: &str, expected_version: u64) -> Result<bool, StoreError>;
+
     /// Replaces the user's password hash by `next` if it is still `current` (a
     /// compare-and-swap, so a hash set meanwhile is never overwritten): how a login
     /// upgrades an imported hash. Returns whether it was replaced.

@@ -14,6 +14,7 @@ struct State {
     users: HashMap<String, User>,
     sessions: HashMap<String, Session>,
     codes: HashMap<String, (AuthCode, Option<String>)>,
+    key_ring: Option<(String, u64)>,
 }
 
 /// An in-memory store. Clones share the same state.
@@ -77,6 +78,19 @@ impl Store for MemoryStore {
                 revoke(s, now);
             }
         }
+        Ok(true)
+    }
+
+    async fn key_ring(&self) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self.lock()?.key_ring.clone())
+    }
+
+    async fn swap_key_ring(&self, document: &str, expected_version: u64) -> Result<bool, StoreError> {
+        let mut st = self.lock()?;
+        if st.key_ring.as_ref().map_or(0, |(_, v)| *v) != expected_version {
+            return Ok(false);
+        }
+        st.key_ring = Some((document.to_owned(), expected_version + 1));
         Ok(true)
     }
 

@@ -60,6 +60,9 @@ pub enum KeyError {
         /// What is wrong, for the operator.
         reason: String,
     },
+    /// A new key could not be made.
+    #[error("key generation failed: {0}")]
+    Generation(String),
     /// Two keys share a `kid`.
     #[error("key {index}: duplicate kid {kid:?}")]
     DuplicateKid {
@@ -265,6 +268,36 @@ fn load(index: usize, jwk: &Value) -> Result<Key, KeyError> {
         ring_signer,
         public_jwk: Value::Object(public_jwk),
     })
+}
+
+/// A new private JWK for `algorithm` whose `kid` is its RFC 7638 thumbprint.
+///
+/// The one place randomness does not come through [`crate::Entropy`]: jwt-simple's
+/// generators take no random source of ours, so they draw from the OS (getrandom;
+/// `crypto.getRandomValues` on Workers). A key is made rarely, by an operator.
+///
+/// # Errors
+/// [`KeyError::Generation`] if the generator fails.
+pub fn generate_private_jwk(algorithm: Algorithm) -> Result<Value, KeyError> {
+    let fail = |e: jwt_simple::Error| KeyError::Generation(e.to_string());
+    let text = match algorithm {
+        Algorithm::Rs256 => {
+            let k = RS256KeyPair::generate(2048).map_err(fail)?;
+            let kid = k.jwk_thumbprint();
+            k.with_key_id(&kid).to_jwk()
+        }
+        Algorithm::Es256 => {
+            let k = ES256KeyPair::generate();
+            let kid = k.jwk_thumbprint();
+            k.with_key_id(&kid).to_jwk()
+        }
+        Algorithm::EdDsa => {
+            let k = Ed25519KeyPair::generate();
+            let kid = k.jwk_thumbprint();
+            k.with_key_id(&kid).to_jwk()
+        }
+    };
+    serde_json::from_str(&text).map_err(|e| KeyError::Generation(e.to_string()))
 }
 
 /// The signing key and every key that verifies.

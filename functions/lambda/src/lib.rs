@@ -81,6 +81,8 @@ pub struct Loaded {
     pub store: DynamoStore,
     /// SHA-256 (hex) of each admin API key (the secret's `admin.key_hashes`).
     pub admin_key_hashes: Vec<String>,
+    /// The secret's private JWKs, which seed the key ring at the first rotation.
+    pub private_jwks: Vec<serde_json::Value>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -127,6 +129,7 @@ pub async fn load() -> Result<Loaded, String> {
         keys: Arc::new(secrets.keys),
         store,
         admin_key_hashes: secrets.admin_key_hashes,
+        private_jwks: secrets.private_jwks,
     })
 }
 
@@ -200,10 +203,13 @@ pub fn serve(function: &'static str) -> Result<(), lambda_http::Error> {
             tracing::error!(function, error = %e, "cold start failed");
             e
         })?;
-        let admin_key_hashes = if function == ADMIN_FUNCTION { loaded.admin_key_hashes } else { Vec::new() };
+        let admin = function == ADMIN_FUNCTION;
+        let admin_key_hashes = if admin { loaded.admin_key_hashes } else { Vec::new() };
+        let seed_jwks = if admin { loaded.private_jwks } else { Vec::new() };
         let app = Rc::new(
             App::new(loaded.config, loaded.keys, loaded.store, Box::new(SystemClock), Box::new(OsEntropy))
-                .with_admin_key_hashes(admin_key_hashes),
+                .with_admin_key_hashes(admin_key_hashes)
+                .with_seed_private_jwks(seed_jwks),
         );
         // The local server's start-up line, with the Lambda equivalent of its address.
         let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();

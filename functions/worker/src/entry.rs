@@ -68,6 +68,7 @@ fn load(env: &Env) -> Result<WorkerApp, String> {
     let admin_key_hashes = secrets.admin_key_hashes.iter().cloned().chain(admin);
     Ok(App::new(Arc::new(config), Arc::new(secrets.keys), store, Box::new(WorkerClock), Box::new(WorkerEntropy))
         .with_admin_key_hashes(admin_key_hashes)
+        .with_seed_private_jwks(secrets.private_jwks.clone())
         .with_signature_checker(Box::new(crate::webcrypto::WebCrypto)))
 }
 
