@@ -94,6 +94,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The audit stream of security events.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Admin API keys.
     AdminKey {
         #[command(subcommand)]
@@ -315,6 +320,25 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Print recent security events (sign-ins, tokens issued, refresh-token reuse,
+    /// revocations, admin actions), oldest first; --follow keeps printing new ones.
+    Tail {
+        #[command(flatten)]
+        target: Target,
+        /// How far back to start, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        since: u64,
+        /// At most this many events (without --follow).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Keep waiting for new events.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AdminKeyCommand {
     /// Make an admin API key: its SHA-256 is added to the secrets file and the key is
     /// printed once. Restart the server (or redeploy the secret) to use it.
@@ -471,6 +495,9 @@ fn main() -> ExitCode {
         Command::Users { command } => users(command),
         Command::Sessions { command } => sessions(command),
         Command::Keys { command } => keys(command),
+        Command::Audit { command: AuditCommand::Tail { target, since, limit, follow } } => {
+            target.client().and_then(|admin| block_on(ops::audit_tail(&admin, target.output(), since, limit, follow))?)
+        }
         Command::AdminKey { command: AdminKeyCommand::Create { data_dir, secrets_file } } => {
             let file = secrets_file.unwrap_or_else(|| DataDir::new(&data_dir).secrets());
             DataDir::add_admin_key(&file, &latchkey_native::OsEntropy).map(|key| {

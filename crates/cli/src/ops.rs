@@ -476,6 +476,61 @@ pub async fn sessions_export(admin: &AdminClient) -> Result<(), String> {
     Ok(())
 }
 
+/// Prints audit events from `since` seconds ago (a table row or a JSON line each),
+/// then, with `follow`, every new one as it comes (polling every two seconds).
+pub async fn audit_tail(
+    admin: &AdminClient,
+    out: Output,
+    since: u64,
+    limit: usize,
+    follow: bool,
+) -> Result<(), String> {
+    #[expect(clippy::disallowed_methods, reason = "the CLI's start time, for --since")]
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut after = format!("{:010}", now.saturating_sub(since));
+    let mut header = out == Output::Table;
+    let mut shown = 0usize;
+    loop {
+        let want = if follow { 1000 } else { (limit - shown).clamp(1, 1000) };
+        let answer = admin.call(Method::GET, &format!("audit?after={}&limit={want}", encode(&after)), None).await?;
+        let events = answer["events"].as_array().cloned().unwrap_or_default();
+        for e in &events {
+            match out {
+                Output::Json => print_json(e),
+                Output::Table => {
+                    if header {
+                        println!(
+                            "{:<20}  {:<28}  {:<36}  {:<12}  {:<15}  DETAIL",
+                            "TIME", "EVENT", "USER", "CLIENT", "IP"
+                        );
+                        header = false;
+                    }
+                    println!(
+                        "{:<20}  {:<28}  {:<36}  {:<12}  {:<15}  {}",
+                        text(e, "at"),
+                        text(e, "event"),
+                        text(e, "user_id"),
+                        text(e, "client_id"),
+                        text(e, "ip"),
+                        text(e, "detail")
+                    );
+                }
+            }
+        }
+        let _ = std::io::stdout().flush();
+        shown += events.len();
+        if let Some(next) = answer["next_after"].as_str() {
+            next.clone_into(&mut after);
+        }
+        if !follow && (events.len() < want || shown >= limit) {
+            return Ok(());
+        }
+        if follow && events.len() < want {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    }
+}
+
 /// The key ring as the admin API answers it: a table of keys, and what a change did.
 fn print_keys(out: Output, answer: &Value) {
     if out == Output::Json {

@@ -27,6 +27,11 @@
 //! * `POST /_api/admin/users/{id}/sessions/revoke` → 200 `{"revoked": n}`
 //! * `POST /_api/admin/sessions/{id}/revoke` → 200; its child sessions go with it
 //!
+//! Audit (see [`crate::audit`]):
+//! * `GET /_api/admin/audit?after=CURSOR&limit=N` → 200 `{"events": [...], "next_after"}`:
+//!   events after the cursor (a time as 10 digits also works; default the last hour),
+//!   oldest first; `next_after` continues from the last one
+//!
 //! Signing keys (see [`crate::keyring`]; every answer is the ring without private keys):
 //! * `GET /_api/admin/keys` → 200 `{"keys": [...], "stored", "version", …}`
 //! * `POST /_api/admin/keys` `{"alg"?}` → 200, a new next key published
@@ -44,6 +49,7 @@ use latchkey_token::secret::{self, new_compound, random_uuid, sha256_hex};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::audit::About;
 use crate::config::GrantType;
 use crate::discovery::SUPPORTED_SCOPES;
 use crate::error::ApiError;
@@ -111,6 +117,18 @@ struct NewKey {
     /// `RS256`, `ES256` or `EdDSA`; default `keys.algorithm`, else the signing key's.
     #[serde(default)]
     alg: Option<String>,
+}
+
+/// `limit=N` of a listing: 1 to [`MAX_PAGE`], default [`DEFAULT_PAGE`].
+fn page_limit(params: &request::Params) -> Result<usize, ApiError> {
+    match params.get("limit") {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::InvalidRequest(format!("limit must be 1 to {MAX_PAGE}"))),
+    }
 }
 
 /// `?force=true` on a key operation that the schedule would refuse.
@@ -221,7 +239,7 @@ impl<S: Store> App<S> {
                 if !self.store.delete_user(id, self.now()).await? {
                     return Err(ApiError::NoSuchResource("no such user"));
                 }
-                tracing::info!(target: "latchkey::admin", user_id = %id, "user deleted");
+                self.audit(req, "admin.user_deleted", About { user_id: Some(id), ..About::default() }).await;
                 ok(&json!({ "id": id, "deleted": true }))
             }
             (["users", id, action @ ("disable" | "enable")], &Method::POST) => {
@@ -232,7 +250,8 @@ impl<S: Store> App<S> {
                 if !self.store.set_user_disabled(id, disable, reason.as_deref(), self.now()).await? {
                     return Err(ApiError::NoSuchResource("no such user"));
                 }
-                tracing::info!(target: "latchkey::admin", user_id = %id, disabled = disable, "user updated");
+                let event = if disable { "admin.user_disabled" } else { "admin.user_enabled" };
+                self.audit(req, event, About { user_id: Some(id), client_id: None, detail: reason.clone() }).await;
                 ok(&user_json(&self.admin_user(id).await?))
             }
             (["users", id, "sessions"], &Method::GET) => {
@@ -244,7 +263,9 @@ impl<S: Store> App<S> {
             (["users", id, "sessions", "revoke"], &Method::POST) => {
                 let user = self.admin_user(id).await?;
                 let revoked = self.store.revoke_user_sessions(&user.id, self.now()).await?;
-                tracing::info!(target: "latchkey::admin", user_id = %id, revoked, "sessions revoked");
+                let detail = Some(format!("{revoked} session(s)"));
+                self.audit(req, "admin.sessions_revoked", About { user_id: Some(&user.id), client_id: None, detail })
+                    .await;
                 ok(&json!({ "revoked": revoked }))
             }
             (["sessions", id, "revoke"], &Method::POST) => {
@@ -254,9 +275,21 @@ impl<S: Store> App<S> {
                     return Err(ApiError::NoSuchResource("no such session"));
                 }
                 self.store.revoke_session(id, self.now()).await?;
-                tracing::info!(target: "latchkey::admin", session_id = %id, "session revoked");
+                let detail = Some(format!("session {id}"));
+                self.audit(req, "admin.session_revoked", About { detail, ..About::default() }).await;
                 ok(&json!({ "id": id, "revoked": true }))
             }
+            (["audit"], &Method::GET) => {
+                let params = request::Params::parse(req.uri().query().unwrap_or("").as_bytes())?;
+                let limit = page_limit(&params)?;
+                // Default: the last hour.
+                let default_after = format!("{:010}", self.now().saturating_sub(3600));
+                let after = params.get("after").unwrap_or(&default_after);
+                let events = self.store.audit_events(after, limit, self.now()).await?;
+                let next_after = events.last().map_or_else(|| after.to_owned(), |e| e.cursor.clone());
+                ok(&json!({ "events": events, "next_after": next_after }))
+            }
+            (["audit"], _) => Err(ApiError::MethodNotAllowed("GET")),
             (["keys"], &Method::GET) => {
                 let (ring, version) = self.admin_ring().await?;
                 ok(&self.keys_json(&ring, version))
@@ -272,7 +305,7 @@ impl<S: Store> App<S> {
                 let key = keyring::new_next_key(alg, self.now()).map_err(ApiError::Unavailable)?;
                 let kid = key.kid.clone();
                 ring.add_next(key).map_err(ApiError::Conflict)?;
-                self.save_ring(&ring, version, &[Action::Added { kid }]).await
+                self.save_ring(req, &ring, version, &[Action::Added { kid }]).await
             }
             (["keys", "rotate"], &Method::POST) => {
                 let (mut ring, version) = self.admin_ring().await?;
@@ -283,7 +316,7 @@ impl<S: Store> App<S> {
                     keyring::rotate(&mut ring, self.schedule(), now, || keyring::new_next_key(alg, now))
                         .map_err(ApiError::Unavailable)?,
                 );
-                self.save_ring(&ring, version, &actions).await
+                self.save_ring(req, &ring, version, &actions).await
             }
             (["keys", kid, action @ ("promote" | "retire")], &Method::POST) => {
                 let force = force_param(req)?;
@@ -294,13 +327,13 @@ impl<S: Store> App<S> {
                     ring.retire(kid)
                 };
                 let action = done.map_err(ApiError::Conflict)?;
-                self.save_ring(&ring, version, &[action]).await
+                self.save_ring(req, &ring, version, &[action]).await
             }
             (["keys", kid], &Method::DELETE) => {
                 let force = force_param(req)?;
                 let (mut ring, version) = self.admin_ring().await?;
                 let action = ring.remove(kid, self.schedule(), self.now(), force).map_err(ApiError::Conflict)?;
-                self.save_ring(&ring, version, &[action]).await
+                self.save_ring(req, &ring, version, &[action]).await
             }
             (["keys"], _) => Err(ApiError::MethodNotAllowed("GET, POST")),
             (["keys", "rotate"], _) | (["keys", _, "promote" | "retire"], _) => Err(ApiError::MethodNotAllowed("POST")),
@@ -356,7 +389,13 @@ impl<S: Store> App<S> {
     }
 
     /// Stores `ring` if the stored one is still `version`, and answers with it.
-    async fn save_ring(&self, ring: &KeyRing, version: u64, actions: &[Action]) -> Result<Response, ApiError> {
+    async fn save_ring(
+        &self,
+        req: &Request<Bytes>,
+        ring: &KeyRing,
+        version: u64,
+        actions: &[Action],
+    ) -> Result<Response, ApiError> {
         // Never store a ring that would not load: every instance would fail with it.
         ring.key_set().map_err(ApiError::Conflict)?;
         if !actions.is_empty() {
@@ -366,7 +405,7 @@ impl<S: Store> App<S> {
             }
             self.keys.invalidate();
             for a in actions {
-                tracing::info!(target: "latchkey::admin", action = %a.describe(), "key ring changed");
+                self.audit(req, "admin.keys_changed", About { detail: Some(a.describe()), ..About::default() }).await;
             }
         }
         let version = if actions.is_empty() { version } else { version + 1 };
@@ -453,7 +492,7 @@ impl<S: Store> App<S> {
             }
             Err(e) => return Err(e.into()),
         }
-        tracing::info!(target: "latchkey::admin", user_id = %user.id, "user created");
+        self.audit(req, "admin.user_created", About { user_id: Some(&user.id), ..About::default() }).await;
         Ok(no_store(json(StatusCode::CREATED, &user_json(&user))))
     }
 
@@ -511,7 +550,8 @@ impl<S: Store> App<S> {
                 Err(e) => return Err(e.into()),
             }
         }
-        tracing::info!(target: "latchkey::admin", created, skipped, rejected, "users imported");
+        let detail = Some(format!("created {created}, skipped {skipped}, rejected {rejected}"));
+        self.audit(req, "admin.users_imported", About { detail, ..About::default() }).await;
         ok(&json!({ "results": results }))
     }
 
@@ -521,14 +561,7 @@ impl<S: Store> App<S> {
             let user = self.store.user_by_username(username).await?.ok_or(ApiError::NoSuchResource("no such user"))?;
             return ok(&user_json(&user));
         }
-        let limit = match params.get("limit") {
-            None => DEFAULT_PAGE,
-            Some(n) => n
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| ApiError::InvalidRequest(format!("limit must be 1 to {MAX_PAGE}")))?,
-        };
+        let limit = page_limit(&params)?;
         let prefix = params.get("prefix").unwrap_or_default();
         // One more than asked: whether it comes back says if there is a next page.
         let mut users = self.store.list_users(prefix, params.get("after"), limit + 1).await?;
@@ -553,7 +586,8 @@ impl<S: Store> App<S> {
             })
             .collect();
         if with_hashes {
-            tracing::info!(target: "latchkey::admin", users = users.len(), "password hashes exported");
+            let detail = Some(format!("{} user(s)", users.len()));
+            self.audit(req, "admin.password_hashes_exported", About { detail, ..About::default() }).await;
         }
         ok(&json!({ "users": users, "next_after": next_after }))
     }
@@ -611,7 +645,8 @@ impl<S: Store> App<S> {
         };
         self.store.create_session(&session).await?;
         let tokens = self.issue_tokens(client, &session, &user, &scopes, None, refresh_token).await?;
-        tracing::info!(target: "latchkey::admin", user_id = %user.id, client_id = %client.id, "session created");
+        let about = About { client_id: Some(&client.id), user_id: Some(&user.id), detail: Some(session.id.clone()) };
+        self.audit(req, "admin.session_created", about).await;
         let mut body = crate::token::token_body(&tokens);
         body["session_id"] = json!(session.id);
         Ok(no_store(json(StatusCode::CREATED, &body)))

@@ -13,6 +13,7 @@ use latchkey_token::{password, pkce, secret};
 use url::Url;
 
 use crate::App;
+use crate::audit::About;
 use crate::config::{Client, GrantType};
 use crate::discovery::SUPPORTED_SCOPES;
 use crate::error::PageError;
@@ -298,12 +299,23 @@ impl<S: Store> App<S> {
         let pw = params.get("password").unwrap_or_default();
         if let Some(retry) = self.login_blocked(req, username).await? {
             tracing::warn!(client_id = %auth.client.id, "sign-in refused: too many failures");
+            let about = About { client_id: Some(&auth.client.id), ..About::default() };
+            self.audit(req, "login.locked_out", about).await;
             return Err(PageError::RateLimited(retry));
         }
         let user = self.check_password(username, pw).await?;
         let Some(user) = user else {
             self.record_login_failure(req, username).await?;
             tracing::info!(client_id = %auth.client.id, "login failed");
+            // The user, when the name is one: what was typed for an unknown name is
+            // not recorded, since it may be a password typed into the wrong field.
+            let known = self.store.user_by_username(username).await?;
+            let about = About {
+                client_id: Some(&auth.client.id),
+                user_id: known.as_ref().map(|u| u.id.as_str()),
+                detail: Some(if known.is_some() { "wrong password or disabled" } else { "unknown username" }.into()),
+            };
+            self.audit(req, "login.failed", about).await;
             return Ok(self.login_form(req, auth, username, Some(BAD_CREDENTIALS), StatusCode::OK));
         };
         self.clear_login_failures(username).await?;
@@ -313,6 +325,8 @@ impl<S: Store> App<S> {
         }
         let (session, cookie_value) = self.create_browser_session(&user, req).await?;
         tracing::info!(client_id = %auth.client.id, user_id = %user.id, "login succeeded");
+        let about = About { client_id: Some(&auth.client.id), user_id: Some(&user.id), detail: None };
+        self.audit(req, "login.succeeded", about).await;
         let max_age = self.config.session.lifetime_seconds;
         let set_cookie = (!auth.suppress_cookie).then(|| self.session_cookie(&cookie_value, max_age));
         self.complete(auth, &session, &user, set_cookie).await

@@ -95,6 +95,12 @@ impl<S: Store> App<S> {
         if let CookieSession::Valid(session, _) = &cookie {
             self.store.revoke_session(&session.id, now).await?;
             tracing::info!(user_id = %session.user_id, "signed out");
+            let about = crate::audit::About {
+                client_id: client.map(|c| c.id.as_str()),
+                user_id: Some(&session.user_id),
+                detail: None,
+            };
+            self.audit(req, "logout", about).await;
         }
         let mut resp = match target {
             Some(uri) => {

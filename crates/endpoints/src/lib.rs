@@ -11,6 +11,7 @@
 //! password.
 
 pub mod admin;
+pub mod audit;
 mod authorize;
 pub mod config;
 mod cors;
@@ -66,6 +67,8 @@ pub struct App<S> {
     /// random draw per request (ids need to be distinct, not secret).
     request_id_prefix: u64,
     requests: std::cell::Cell<u64>,
+    /// Numbers audit events, so two of one request have distinct cursors.
+    audit_counter: std::cell::Cell<u64>,
 }
 
 /// The header that carries the request id, in and out (see [`App::handle`]).
@@ -93,6 +96,7 @@ impl<S: Store> App<S> {
         App {
             request_id_prefix: u64::from_be_bytes(prefix),
             requests: std::cell::Cell::new(0),
+            audit_counter: std::cell::Cell::new(0),
             config,
             keys,
             store,
@@ -146,8 +150,9 @@ impl<S: Store> App<S> {
     }
 
     /// Answers one request. Never panics on any input; every failure is a response.
-    pub async fn handle(&self, req: Request<Bytes>) -> Response {
+    pub async fn handle(&self, mut req: Request<Bytes>) -> Response {
         let request_id = self.request_id(req.headers());
+        req.extensions_mut().insert(audit::RequestId(request_id.clone()));
         let span = tracing::info_span!("request", request_id = %request_id);
         let mut resp = tracing::Instrument::instrument(self.handle_in_span(req), span).await;
         response::set_header(&mut resp, REQUEST_ID_HEADER, &request_id);

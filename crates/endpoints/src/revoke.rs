@@ -13,6 +13,7 @@ use latchkey_store::{SessionKind, Store};
 use latchkey_token::secret::{CompoundToken, constant_time_eq};
 
 use crate::App;
+use crate::audit::About;
 use crate::error::ApiError;
 use crate::request::{Params, is_form};
 use crate::response::{Response, empty, no_store};
@@ -37,6 +38,12 @@ impl<S: Store> App<S> {
                 if session.kind == SessionKind::Token && matches && belongs(session.client_id.as_deref()) {
                     self.store.revoke_session(&session.id, now).await?;
                     tracing::info!(user_id = %session.user_id, "session revoked by refresh token");
+                    let about = About {
+                        client_id: session.client_id.as_deref(),
+                        user_id: Some(&session.user_id),
+                        detail: Some("by its refresh token".into()),
+                    };
+                    self.audit(req, "session.revoked", about).await;
                 }
             }
         } else if let Ok(verified) = self.keys().await?.verify_access_token(token, &self.access_expectations())
@@ -45,6 +52,12 @@ impl<S: Store> App<S> {
         {
             self.store.revoke_session(sid, now).await?;
             tracing::info!(user_id = %verified.subject, "session revoked by access token");
+            let about = About {
+                client_id: Some(&verified.claims.client_id),
+                user_id: Some(&verified.subject),
+                detail: Some("by an access token".into()),
+            };
+            self.audit(req, "session.revoked", about).await;
         }
         Ok(no_store(empty(StatusCode::OK)))
     }

@@ -14,6 +14,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::App;
+use crate::audit::About;
 use crate::config::{Client, GrantType};
 use crate::error::ApiError;
 use crate::request::{Params, header_text, is_form};
@@ -70,10 +71,10 @@ impl<S: Store> App<S> {
         }
         match grant {
             GrantType::AuthorizationCode => self.code_grant(req, client, &params).await,
-            GrantType::RefreshToken => self.refresh_grant(client, &params).await,
+            GrantType::RefreshToken => self.refresh_grant(req, client, &params).await,
             GrantType::ClientCredentials => {
                 self.limit_client_credentials(&client.id).await?;
-                self.client_credentials_grant(client, &params).await
+                self.client_credentials_grant(req, client, &params).await
             }
         }
     }
@@ -94,6 +95,8 @@ impl<S: Store> App<S> {
                 // RFC 6749 §4.1.2: a replayed code revokes what it issued.
                 self.store.revoke_session(&session_id, now).await?;
                 tracing::warn!(client_id = %client.id, "authorization code replayed; its session was revoked");
+                let detail = Some("an authorization code was used twice; its session is revoked".into());
+                self.audit(req, "code.replayed", About { client_id: Some(&client.id), user_id: None, detail }).await;
                 return Err(invalid());
             }
             Redemption::Unknown => return Err(invalid()),
@@ -146,10 +149,18 @@ impl<S: Store> App<S> {
         tracing::info!(client_id = %client.id, user_id = %user.id, "tokens issued for a code");
         let tokens =
             self.issue_tokens(client, &session, &user, &grant.scopes, grant.nonce.clone(), refresh_token).await?;
+        let about =
+            About { client_id: Some(&client.id), user_id: Some(&user.id), detail: Some("authorization_code".into()) };
+        self.audit(req, "token.issued", about).await;
         Ok(token_response(&tokens))
     }
 
-    async fn refresh_grant(&self, client: &Client, params: &Params) -> Result<Response, ApiError> {
+    async fn refresh_grant(
+        &self,
+        req: &Request<Bytes>,
+        client: &Client,
+        params: &Params,
+    ) -> Result<Response, ApiError> {
         let presented = required(params, "refresh_token")?;
         let invalid = || ApiError::InvalidGrant("invalid refresh token".into());
         let token = CompoundToken::parse(presented).ok_or_else(invalid)?;
@@ -186,6 +197,9 @@ impl<S: Store> App<S> {
             RefreshOutcome::Kept(s) => (s, None),
             RefreshOutcome::ReuseDetected => {
                 tracing::warn!(client_id = %client.id, user_id = %user.id, "refresh token reuse detected; session revoked");
+                let detail = Some("a retired refresh token was presented; the session is revoked".into());
+                let about = About { client_id: Some(&client.id), user_id: Some(&user.id), detail };
+                self.audit(req, "refresh.reuse_detected", about).await;
                 return Err(ApiError::InvalidGrant(
                     "refresh token reuse detected; the session has been revoked".into(),
                 ));
@@ -193,10 +207,18 @@ impl<S: Store> App<S> {
             RefreshOutcome::Invalid => return Err(invalid()),
         };
         let tokens = self.issue_tokens(client, &session, &user, &scopes, None, refresh_token).await?;
+        let about =
+            About { client_id: Some(&client.id), user_id: Some(&user.id), detail: Some("refresh_token".into()) };
+        self.audit(req, "token.issued", about).await;
         Ok(token_response(&tokens))
     }
 
-    async fn client_credentials_grant(&self, client: &Client, params: &Params) -> Result<Response, ApiError> {
+    async fn client_credentials_grant(
+        &self,
+        req: &Request<Bytes>,
+        client: &Client,
+        params: &Params,
+    ) -> Result<Response, ApiError> {
         let scope: Vec<&str> = params
             .get("scope")
             .unwrap_or_default()
@@ -240,6 +262,8 @@ impl<S: Store> App<S> {
             refresh_token: None,
             scope,
         };
+        let about = About { client_id: Some(&client.id), user_id: None, detail: Some("client_credentials".into()) };
+        self.audit(req, "token.issued", about).await;
         Ok(token_response(&tokens))
     }
 }

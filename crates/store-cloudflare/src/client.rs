@@ -3,10 +3,10 @@
 //! Durable Object namespace on Workers; an in-process map in the native tests).
 
 use futures_util::future::join_all;
-use latchkey_store::{AuthCode, Counter, Redemption, RefreshOutcome, Session, Store, StoreError, User};
+use latchkey_store::{AuditEvent, AuthCode, Counter, Redemption, RefreshOutcome, Session, Store, StoreError, User};
 use latchkey_token::UnixSeconds;
 
-use crate::object::DIRECTORY;
+use crate::object::{AUDIT_RETENTION_SECONDS, AUDIT_SHARDS, DIRECTORY};
 use crate::protocol::{Command, Reply, WireRedemption, WireRefresh};
 
 /// Sends a command to the object with a name and returns its reply.
@@ -134,6 +134,44 @@ impl<T: Objects> Store for ObjectStore<T> {
             self.revoke_all(&sessions, now, false).await?;
         }
         Ok(exists)
+    }
+
+    /// To the object of the event's day and of a shard its cursor picks.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        // FNV-1a: any stable spread will do; the cursor holds a random request id.
+        let hash = event.cursor.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        let name = format!("{}:{}", event.at / 86_400, hash % AUDIT_SHARDS);
+        self.ok("audit", &name, Command::AppendAudit { event: event.clone() }, "audit").await
+    }
+
+    /// Day by day from the cursor's, every shard of a day at once, merged in order.
+    async fn audit_events(&self, after: &str, limit: usize, now: UnixSeconds) -> Result<Vec<AuditEvent>, StoreError> {
+        let from: u64 = after.get(..10).unwrap_or(after).parse().unwrap_or(0);
+        let first_day = (from / 86_400).max(now.saturating_sub(AUDIT_RETENTION_SECONDS) / 86_400);
+        let mut events: Vec<AuditEvent> = Vec::new();
+        for day in first_day..=now / 86_400 {
+            let want = limit - events.len();
+            let names: Vec<String> = (0..AUDIT_SHARDS).map(|shard| format!("{day}:{shard}")).collect();
+            let replies = join_all(
+                names
+                    .iter()
+                    .map(|name| self.call("audit", name, Command::ListAudit { after: after.to_owned(), limit: want })),
+            )
+            .await;
+            let mut of_day = Vec::new();
+            for reply in replies {
+                match reply? {
+                    Reply::AuditEvents { events } => of_day.extend(events),
+                    other => return Err(unexpected(other)),
+                }
+            }
+            of_day.sort_by(|a, b| a.cursor.cmp(&b.cursor));
+            events.extend(of_day.into_iter().take(want));
+            if events.len() >= limit {
+                break;
+            }
+        }
+        Ok(events)
     }
 
     async fn key_ring(&self) -> Result<Option<(String, u64)>, StoreError> {

@@ -87,9 +87,30 @@ pub const DIRECTORY: &str = "users";
 /// The prefix of the directory's storage keys (`n:<username>` → user id).
 pub const DIRECTORY_KEY_PREFIX: &str = "n:";
 
-/// Whether `command` is one of the `directory:` object's.
-pub fn is_directory_command(command: &Command) -> bool {
-    matches!(command, Command::ListName { .. } | Command::UnlistName { .. } | Command::ListNames { .. })
+/// The prefix of an audit object's storage keys (`e:<cursor>` → the event's JSON).
+/// Audit objects, `audit:<day>:<shard>`, keep one entry per event for the same reason
+/// the directory does; events are spread over [`AUDIT_SHARDS`] objects a day so that
+/// no one object serialises every login of the deployment.
+pub const AUDIT_KEY_PREFIX: &str = "e:";
+
+/// Audit objects per day.
+pub const AUDIT_SHARDS: u32 = 8;
+
+/// How long an audit object is kept after its day: 90 days.
+pub const AUDIT_RETENTION_SECONDS: u64 = 90 * 86_400;
+
+/// Whether `command` is one of the objects that keep one storage entry per item (the
+/// directory's, an audit object's) rather than one record: the Durable Object class
+/// applies those itself.
+pub fn is_entries_command(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::ListName { .. }
+            | Command::UnlistName { .. }
+            | Command::ListNames { .. }
+            | Command::AppendAudit { .. }
+            | Command::ListAudit { .. }
+    )
 }
 
 /// Applies `command` to `record`. Never fails: every outcome is a [`Reply`].
@@ -154,9 +175,11 @@ pub fn apply(record: &mut Record, command: Command) -> (Reply, Effect) {
         }
         // Not a record's (see [`DIRECTORY`]): a reply no client accepts for them, so a
         // transport that failed to apply them itself fails loudly.
-        Command::ListName { .. } | Command::UnlistName { .. } | Command::ListNames { .. } => {
-            (Reply::Bool { value: false }, read)
-        }
+        Command::ListName { .. }
+        | Command::UnlistName { .. }
+        | Command::ListNames { .. }
+        | Command::AppendAudit { .. }
+        | Command::ListAudit { .. } => (Reply::Bool { value: false }, read),
         Command::CreateSession { session } => {
             if record.session.is_some() {
                 return (Reply::Conflict, read);

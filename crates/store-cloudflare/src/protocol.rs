@@ -1,7 +1,7 @@
 //! What the store client sends a Durable Object and what it answers: one JSON
 //! [`Command`] per request, one JSON [`Reply`] per response.
 
-use latchkey_store::{AuthCode, Counter, Session, User};
+use latchkey_store::{AuditEvent, AuthCode, Counter, Session, User};
 use latchkey_token::UnixSeconds;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,10 @@ pub enum Command {
     RevokeSession { id: String, now: UnixSeconds, tombstone: bool },
     /// `session:` — link a child session, so that revoking this one revokes it.
     AddChild { child_id: String },
+    /// `audit:` — store the event (one storage entry per event).
+    AppendAudit { event: AuditEvent },
+    /// `audit:` — up to `limit` events after the cursor `after`, in cursor order.
+    ListAudit { after: String, limit: usize },
     /// `keyring:` — the key ring and its version.
     GetKeyRing,
     /// `keyring:` — compare-and-swap the key ring.
@@ -111,6 +115,8 @@ pub enum Reply {
     Session { session: Option<Session> },
     /// Session ids (a user's index).
     Ids { ids: Vec<String> },
+    /// Audit events, in cursor order.
+    AuditEvents { events: Vec<AuditEvent> },
     /// The key ring: its document and version.
     KeyRing { ring: Option<(String, u64)> },
     /// Directory entries: (username, user id), in name order.

@@ -14,7 +14,7 @@ use latchkey_store_cloudflare::{ObjectStore, Objects};
 #[derive(Clone, Default)]
 struct InProcess {
     records: Arc<Mutex<HashMap<String, Record>>>,
-    /// The `directory:` objects' per-name entries (see [`object::DIRECTORY`]).
+    /// The per-entry objects' storage: the directory's names, the audit objects' events.
     directories: Arc<Mutex<HashMap<String, BTreeMap<String, String>>>>,
 }
 
@@ -42,7 +42,22 @@ impl InProcess {
                     .map(|(n, id)| (n.clone(), id.clone()))
                     .collect(),
             },
-            other => panic!("not a directory command: {other:?}"),
+            Command::AppendAudit { event } => {
+                names.insert(
+                    format!("{}{}", object::AUDIT_KEY_PREFIX, event.cursor),
+                    serde_json::to_string(&event).unwrap(),
+                );
+                Reply::Ok
+            }
+            Command::ListAudit { after, limit } => Reply::AuditEvents {
+                events: names
+                    .range(format!("{}{after}", object::AUDIT_KEY_PREFIX)..)
+                    .filter(|(k, _)| k.starts_with(object::AUDIT_KEY_PREFIX) && k[2..] > *after)
+                    .take(limit)
+                    .map(|(_, v)| serde_json::from_str(v).unwrap())
+                    .collect(),
+            },
+            other => panic!("not an entries command: {other:?}"),
         }
     }
 }
@@ -54,7 +69,7 @@ impl Objects for InProcess {
         latchkey_store::conformance::yield_now().await;
         // Through JSON both ways, as over the wire.
         let command: Command = serde_json::from_str(&serde_json::to_string(command).unwrap()).unwrap();
-        if object::is_directory_command(&command) {
+        if object::is_entries_command(&command) {
             let reply = self.directory(name, command);
             return Ok(serde_json::from_str(&serde_json::to_string(&reply).unwrap()).unwrap());
         }

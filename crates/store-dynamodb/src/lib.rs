@@ -18,6 +18,7 @@
 //! | code | `C#<sha256>` | `#` | `body` (JSON), `expires_at`, `redeemed_by`, `ttl_epoch` |
 //! | counter | `K#<key>` | `#` | `hits`, `first_at`, `last_at`, `expires_at`, `ttl_epoch` |
 //! | key ring | `KEYRING` | `#` | `document` (JSON), `version` |
+//! | audit event | `A#<day>` (Unix days) | `<cursor>` | `document` (JSON), `ttl_epoch` (90 days on) |
 //!
 //! `version`, `last_used_at`, `revoked_at`, `disabled` and `disabled_reason` live beside
 //! the JSON body because conditional writes compare and update them on their own; on
@@ -86,13 +87,15 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
     TimeToLiveSpecification, TransactWriteItem,
 };
-use latchkey_store::{AuthCode, Counter, Redemption, Session, Store, StoreError, User};
+use latchkey_store::{AuditEvent, AuthCode, Counter, Redemption, Session, Store, StoreError, User};
 use latchkey_token::UnixSeconds;
 
 /// The global secondary index over a user's sessions.
 pub const USER_INDEX: &str = "by_user";
 /// The TTL attribute.
 pub const TTL_ATTRIBUTE: &str = "ttl_epoch";
+/// How long DynamoDB keeps an audit event (its TTL): 90 days.
+pub const AUDIT_RETENTION_SECONDS: u64 = 90 * 86_400;
 /// The key of the one key-ring item.
 const KEY_RING_PK: &str = "KEYRING";
 /// The `by_user` index partition that holds every username item, sorted by name.
@@ -519,6 +522,56 @@ impl Store for DynamoStore {
             self.revoke_user_sessions(id, now).await?;
         }
         Ok(true)
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(format!("A#{}", event.at / 86_400)));
+        item.insert("sk".into(), s(event.cursor.clone()));
+        item.insert("document".into(), s(to_json(event)?));
+        item.insert(TTL_ATTRIBUTE.into(), n(event.at.saturating_add(AUDIT_RETENTION_SECONDS)));
+        let req = self.client.put_item().table_name(self.table()).set_item(Some(item));
+        self.run(req.send()).await?.map_err(|e| unavailable("PutItem", &e))?;
+        Ok(())
+    }
+
+    /// One query per day partition, from the day of `after` to the day of `now`.
+    async fn audit_events(&self, after: &str, limit: usize, now: UnixSeconds) -> Result<Vec<AuditEvent>, StoreError> {
+        let from: u64 = after.get(..10).unwrap_or(after).parse().unwrap_or(0);
+        // Older than the retention, nothing is left to find.
+        let first_day = (from / 86_400).max(now.saturating_sub(AUDIT_RETENTION_SECONDS) / 86_400);
+        let mut events = Vec::new();
+        for day in first_day..=now / 86_400 {
+            let mut start: Option<Item> = None;
+            while events.len() < limit {
+                let req = self
+                    .client
+                    .query()
+                    .table_name(self.table())
+                    .consistent_read(true)
+                    .key_condition_expression("pk = :p AND sk > :after")
+                    .expression_attribute_values(":p", s(format!("A#{day}")))
+                    .expression_attribute_values(":after", s(after))
+                    .limit(i32::try_from(limit - events.len()).unwrap_or(i32::MAX))
+                    .set_exclusive_start_key(start.take());
+                let out = self.run(req.send()).await?.map_err(|e| unavailable("Query", &e))?;
+                for item in out.items() {
+                    let document = get_s(item, "document")
+                        .ok_or_else(|| StoreError::Corrupt("audit item has no document".into()))?;
+                    events.push(
+                        serde_json::from_str(document).map_err(|e| StoreError::Corrupt(format!("audit event: {e}")))?,
+                    );
+                }
+                match out.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+            if events.len() >= limit {
+                break;
+            }
+        }
+        Ok(events)
     }
 
     async fn key_ring(&self) -> Result<Option<(String, u64)>, StoreError> {

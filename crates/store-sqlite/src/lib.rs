@@ -70,7 +70,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
-use latchkey_store::{AuthCode, Counter, MemoryCounters, Redemption, Session, Store, StoreError, User};
+use latchkey_store::{AuditEvent, AuthCode, Counter, MemoryCounters, Redemption, Session, Store, StoreError, User};
 use latchkey_token::UnixSeconds;
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction};
@@ -350,6 +350,30 @@ impl Store for SqliteStore {
             Ok(true)
         })
         .await
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let document = serde_json::to_string(event).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let (cursor, at) = (event.cursor.clone(), event.at);
+        self.write("append_audit", move |tx| {
+            tx.prepare_cached("INSERT OR IGNORE INTO audit_events (cursor, at, document) VALUES (?1, ?2, ?3)")?
+                .execute(rusqlite::params![cursor, at, document])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_events(&self, after: &str, limit: usize, _now: UnixSeconds) -> Result<Vec<AuditEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let documents = self.read("audit_events", |conn| {
+            conn.prepare_cached("SELECT document FROM audit_events WHERE cursor > ?1 ORDER BY cursor LIMIT ?2")?
+                .query_map(rusqlite::params![after, limit], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })?;
+        documents
+            .iter()
+            .map(|d| serde_json::from_str(d).map_err(|e| StoreError::Corrupt(format!("audit event: {e}"))))
+            .collect()
     }
 
     async fn key_ring(&self) -> Result<Option<(String, u64)>, StoreError> {

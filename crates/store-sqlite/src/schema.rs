@@ -81,7 +81,16 @@ CREATE TABLE key_ring (
 ) STRICT;
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 3: the audit stream (append-only; see `Store::append_audit`).
+const V3: &str = "
+CREATE TABLE audit_events (
+    cursor   TEXT NOT NULL PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    document TEXT NOT NULL
+) STRICT;
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub(crate) const CURRENT_VERSION: usize = MIGRATIONS.len();

@@ -28,7 +28,7 @@ pub mod conformance;
 
 pub use counters::{Counter, MemoryCounters};
 pub use memory::MemoryStore;
-pub use model::{AuthCode, Redemption, Session, SessionKind, User};
+pub use model::{AuditEvent, AuthCode, Redemption, Session, SessionKind, User};
 pub use refresh::{RefreshDecision, RefreshOutcome, decide, refresh, refresh_by_swap};
 
 use latchkey_token::UnixSeconds;
@@ -84,6 +84,23 @@ pub trait Store {
         reason: Option<&str>,
         now: UnixSeconds,
     ) -> Result<bool, StoreError>;
+
+    /// Appends a security event to the audit stream. Events are never changed or
+    /// deleted by Latchkey (a backend may expire them after its retention period,
+    /// which it documents).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Up to `limit` audit events whose cursor sorts after `after`, oldest first.
+    /// Cursors start with the time as 10 digits, so `after = "1700000000"` is every
+    /// event from that second on. `now` bounds the search of backends that partition
+    /// events by day.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] on backend failure.
+    async fn audit_events(&self, after: &str, limit: usize, now: UnixSeconds) -> Result<Vec<AuditEvent>, StoreError>;
 
     /// The signing-key ring and its version, if one was stored: an opaque document
     /// (the endpoints crate's `keyring` module defines it) that the admin API changes

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use latchkey_token::UnixSeconds;
 
-use crate::{AuthCode, Counter, MemoryCounters, Redemption, Session, Store, StoreError, User};
+use crate::{AuditEvent, AuthCode, Counter, MemoryCounters, Redemption, Session, Store, StoreError, User};
 
 #[derive(Default)]
 struct State {
@@ -15,6 +15,7 @@ struct State {
     sessions: HashMap<String, Session>,
     codes: HashMap<String, (AuthCode, Option<String>)>,
     key_ring: Option<(String, u64)>,
+    audit: std::collections::BTreeMap<String, AuditEvent>,
 }
 
 /// An in-memory store. Clones share the same state.
@@ -83,6 +84,17 @@ impl Store for MemoryStore {
 
     async fn key_ring(&self) -> Result<Option<(String, u64)>, StoreError> {
         Ok(self.lock()?.key_ring.clone())
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.lock()?.audit.insert(event.cursor.clone(), event.clone());
+        Ok(())
+    }
+
+    async fn audit_events(&self, after: &str, limit: usize, _now: UnixSeconds) -> Result<Vec<AuditEvent>, StoreError> {
+        let st = self.lock()?;
+        let range = (std::ops::Bound::Excluded(after.to_owned()), std::ops::Bound::Unbounded);
+        Ok(st.audit.range(range).take(limit).map(|(_, e)| e.clone()).collect())
     }
 
     async fn swap_key_ring(&self, document: &str, expected_version: u64) -> Result<bool, StoreError> {

@@ -105,6 +105,30 @@ impl User {
     }
 }
 
+/// One security event of the audit stream (see [`crate::Store::append_audit`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Orders the stream and names the event: `<at, 10 digits>-<request id>-<n>`, so
+    /// it is unique and cursors sort by time.
+    pub cursor: String,
+    /// When it happened.
+    pub at: UnixSeconds,
+    /// What happened: `login.succeeded`, `token.issued`, `refresh.reuse_detected`, ...
+    pub event: String,
+    /// The request it happened in (`X-Request-Id`).
+    pub request_id: Option<String>,
+    /// The OAuth client, if one was involved.
+    pub client_id: Option<String>,
+    /// The user it concerns.
+    pub user_id: Option<String>,
+    /// The client address.
+    pub ip: Option<String>,
+    /// The user agent.
+    pub user_agent: Option<String>,
+    /// More about it, for people (never a token, cookie, code or password).
+    pub detail: Option<String>,
+}
+
 /// What kind of credential a session backs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
