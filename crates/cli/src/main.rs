@@ -4,6 +4,7 @@
 
 mod admin_client;
 mod datadir;
+mod metrics;
 mod ops;
 mod server;
 
@@ -65,6 +66,10 @@ enum Command {
         /// Log format.
         #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Serve Prometheus metrics at /metrics on this address (a listener of its
+        /// own, unauthenticated: bind it to loopback or a private network). Off when unset.
+        #[arg(long, env = "LATCHKEY_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Create a data directory: config with a demo client, a signing key, a database.
     Init {
@@ -369,7 +374,12 @@ fn print_created(files: &[PathBuf]) {
     }
 }
 
-fn serve(data_dir: PathBuf, listen: SocketAddr, log_format: LogFormat) -> Result<(), String> {
+fn serve(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    log_format: LogFormat,
+    metrics_listen: Option<SocketAddr>,
+) -> Result<(), String> {
     init_logging(log_format);
     let dir = DataDir::new(&data_dir);
     if !dir.is_initialised() {
@@ -395,7 +405,18 @@ fn serve(data_dir: PathBuf, listen: SocketAddr, log_format: LogFormat) -> Result
     println!("  discovery  {}/.well-known/openid-configuration", loaded.config.issuer);
     println!("  resolver   {}/_resolver/resolve", loaded.config.issuer);
     let _ = std::io::stdout().flush();
-    server::run(listener, loaded, store, signals)
+    let metrics = match metrics_listen {
+        Some(at) => {
+            let metrics = std::sync::Arc::new(metrics::Metrics::default());
+            let listener = TcpListener::bind(at).map_err(|e| format!("cannot listen on {at} for metrics: {e}"))?;
+            let addr = metrics::serve(listener, metrics.clone())?;
+            println!("  metrics    http://{addr}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
+    let _ = std::io::stdout().flush();
+    server::run(listener, loaded, store, signals, metrics)
 }
 
 fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
@@ -488,7 +509,9 @@ fn read_hash() -> Result<String, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { data_dir, listen, log_format } => serve(data_dir, listen, log_format),
+        Command::Serve { data_dir, listen, log_format, metrics_listen } => {
+            serve(data_dir, listen, log_format, metrics_listen)
+        }
         Command::Init { data_dir, public_origin, algorithm } => {
             DataDir::new(&data_dir).init(&public_origin, algorithm.into()).map(|files| print_created(&files))
         }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::datadir::Loaded;
+use crate::metrics::Metrics;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body as _;
@@ -25,6 +26,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use latchkey_endpoints::response::{endpoint_label, outcome};
 use latchkey_endpoints::{App, ClientAddr, MAX_BODY_BYTES, REQUEST_ID_HEADER};
 use latchkey_store_sqlite::SqliteStore;
 use tokio::sync::{mpsc, watch};
@@ -52,14 +54,22 @@ async fn read_body(body: Incoming) -> Result<Bytes, hyper::Error> {
     Ok(buf.freeze())
 }
 
+/// What a worker thread serves with: the core, and the metrics if they are on.
+struct Served {
+    app: App<SqliteStore>,
+    metrics: Option<Arc<Metrics>>,
+}
+
 async fn serve_one(
-    app: Rc<App<SqliteStore>>,
+    served: Rc<Served>,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
-    // The access line's fields are gathered only when it will be written: on the
-    // resolver's hot path the clock reads and copies are a measurable share.
-    let access = tracing::enabled!(target: "latchkey::access", tracing::Level::INFO).then(|| {
+    let app = &served.app;
+    // The access line's and metrics' fields are gathered only when they are used: on
+    // the resolver's hot path the clock reads and copies are a measurable share.
+    let logged = tracing::enabled!(target: "latchkey::access", tracing::Level::INFO);
+    let access = (logged || served.metrics.is_some()).then(|| {
         #[expect(clippy::disallowed_methods, reason = "request latency is measured in the runtime adapter")]
         let started = std::time::Instant::now();
         (started, req.method().clone(), req.uri().path().to_owned())
@@ -80,16 +90,25 @@ async fn serve_one(
     req.extensions_mut().insert(ClientAddr(peer.ip().to_string()));
     let resp = app.handle(req).await;
     if let Some((started, method, path)) = access {
-        // The path only: queries carry codes and tokens, which must never reach a log.
-        tracing::info!(
-            target: "latchkey::access",
-            request_id = resp.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default(),
-            method = %method,
-            path = %path,
-            status = resp.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
-            "request"
-        );
+        let elapsed = started.elapsed();
+        let endpoint = endpoint_label(&path);
+        if let Some(metrics) = &served.metrics {
+            metrics.record(endpoint, resp.status().as_u16(), elapsed, outcome(&resp));
+        }
+        if logged {
+            // The path only: queries carry codes and tokens, which must never reach a log.
+            tracing::info!(
+                target: "latchkey::access",
+                request_id = resp.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+                method = %method,
+                path = %path,
+                endpoint,
+                status = resp.status().as_u16(),
+                outcome = outcome(&resp).unwrap_or_default(),
+                micros = elapsed.as_micros() as u64,
+                "request"
+            );
+        }
     }
     let (parts, body) = resp.into_parts();
     Ok(hyper::Response::from_parts(parts, Full::new(body)))
@@ -157,10 +176,10 @@ async fn accept_loop(
 async fn worker_loop(
     mut inbox: mpsc::UnboundedReceiver<Handoff>,
     open: Arc<AtomicUsize>,
-    app: App<SqliteStore>,
+    served: Served,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = Rc::new(app);
+    let served = Rc::new(served);
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -175,12 +194,12 @@ async fn worker_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
+                let served = served.clone();
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(READ_TIMEOUT)
                     .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(stream), service_fn(move |req| serve_one(app.clone(), peer, req)));
+                    .serve_connection(TokioIo::new(stream), service_fn(move |req| serve_one(served.clone(), peer, req)));
                 let conn = graceful.watch(conn);
                 tokio::task::spawn_local(async move {
                     let _counted = counted;
@@ -228,7 +247,13 @@ impl Signals {
 }
 
 /// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
-pub fn run(listener: StdListener, loaded: Loaded, store: SqliteStore, signals: Signals) -> Result<(), String> {
+pub fn run(
+    listener: StdListener,
+    loaded: Loaded,
+    store: SqliteStore,
+    signals: Signals,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<(), String> {
     let Loaded { config, keys, admin_key_hashes, private_jwks } = loaded;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
@@ -240,7 +265,8 @@ pub fn run(listener: StdListener, loaded: Loaded, store: SqliteStore, signals: S
         let open = Arc::new(AtomicUsize::new(0));
         inboxes.push(WorkerInbox { inbox, open: open.clone() });
         let (config, keys, store, rx) = (config.clone(), keys.clone(), store.clone(), rx.clone());
-        let (admin_key_hashes, private_jwks) = (admin_key_hashes.clone(), private_jwks.clone());
+        let (admin_key_hashes, private_jwks, metrics) =
+            (admin_key_hashes.clone(), private_jwks.clone(), metrics.clone());
         let handle = std::thread::Builder::new()
             .name(format!("latchkey-worker-{i}"))
             .spawn(move || -> Result<(), String> {
@@ -250,7 +276,7 @@ pub fn run(listener: StdListener, loaded: Loaded, store: SqliteStore, signals: S
                 let app = App::new(config, keys, store, Box::new(SystemClock), Box::new(OsEntropy))
                     .with_admin_key_hashes(admin_key_hashes)
                     .with_seed_private_jwks(private_jwks);
-                local.block_on(&rt, worker_loop(handed, open, app, rx)).map_err(|e| e.to_string())
+                local.block_on(&rt, worker_loop(handed, open, Served { app, metrics }, rx)).map_err(|e| e.to_string())
             })
             .map_err(|e| e.to_string())?;
         handles.push(handle);

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::config::UiConfig;
 use crate::html;
 use crate::request::BadParams;
-use crate::response::{Response, html, json, no_store, set_header};
+use crate::response::{Response, html, json, no_store, set_header, set_outcome};
 
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_SECONDS: &str = "1";
@@ -71,12 +71,19 @@ pub enum ApiError {
     /// A rate limit was hit (429, Authgear's `x_rate_limited`), with `Retry-After` seconds.
     #[error("x_rate_limited")]
     RateLimited(u64),
+    /// The store failed (503, as [`ApiError::Unavailable`]; counted apart in metrics).
+    #[error("store unavailable")]
+    StoreUnavailable,
+    /// A retired refresh token was presented and its session revoked (400
+    /// `invalid_grant`; counted apart in metrics).
+    #[error("invalid_grant: refresh token reuse")]
+    RefreshReuse,
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::warn!(error = %e, "store failure");
-        ApiError::Unavailable("the service is temporarily unavailable, retry later".into())
+        ApiError::StoreUnavailable
     }
 }
 
@@ -110,6 +117,14 @@ impl ApiError {
             ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", d.as_str()),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "method not allowed"),
             ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", d.as_str()),
+            ApiError::StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the service is temporarily unavailable, retry later",
+            ),
+            ApiError::RefreshReuse => {
+                (StatusCode::BAD_REQUEST, "invalid_grant", "refresh token reuse detected; the session has been revoked")
+            }
             ApiError::RateLimited(_) => {
                 (StatusCode::TOO_MANY_REQUESTS, "x_rate_limited", "rate limit exceeded, please try again later.")
             }
@@ -129,8 +144,19 @@ impl ApiError {
             ),
             ApiError::MissingToken => set_header(&mut resp, "www-authenticate", "Bearer realm=\"latchkey\""),
             ApiError::MethodNotAllowed(allow) => set_header(&mut resp, "allow", allow),
-            ApiError::Unavailable(_) => set_header(&mut resp, "retry-after", RETRY_AFTER_SECONDS),
-            ApiError::RateLimited(retry) => set_header(&mut resp, "retry-after", &retry.to_string()),
+            ApiError::Unavailable(_) => {
+                set_header(&mut resp, "retry-after", RETRY_AFTER_SECONDS);
+                set_outcome(&mut resp, "unavailable");
+            }
+            ApiError::StoreUnavailable => {
+                set_header(&mut resp, "retry-after", RETRY_AFTER_SECONDS);
+                set_outcome(&mut resp, "store_error");
+            }
+            ApiError::RateLimited(retry) => {
+                set_header(&mut resp, "retry-after", &retry.to_string());
+                set_outcome(&mut resp, "rate_limited");
+            }
+            ApiError::RefreshReuse => set_outcome(&mut resp, "refresh_reuse_detected"),
             _ => {}
         }
         resp
@@ -153,6 +179,9 @@ pub enum PageError {
     /// 503.
     #[error("unavailable")]
     Unavailable,
+    /// 503 because the store failed (counted apart in metrics).
+    #[error("store unavailable")]
+    StoreUnavailable,
     /// 429, with `Retry-After` seconds.
     #[error("too many attempts")]
     RateLimited(u64),
@@ -161,7 +190,7 @@ pub enum PageError {
 impl From<StoreError> for PageError {
     fn from(e: StoreError) -> Self {
         tracing::warn!(error = %e, "store failure");
-        PageError::Unavailable
+        PageError::StoreUnavailable
     }
 }
 
@@ -182,7 +211,7 @@ impl PageError {
             PageError::PayloadTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "Request too large", "The request was too large.")
             }
-            PageError::Unavailable => (
+            PageError::Unavailable | PageError::StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Temporarily unavailable",
                 "The service is temporarily unavailable. Please try again in a moment.",
@@ -196,8 +225,18 @@ impl PageError {
         let mut resp = html(status, html::message_page(ui, title, message));
         match self {
             PageError::MethodNotAllowed(allow) => set_header(&mut resp, "allow", allow),
-            PageError::Unavailable => set_header(&mut resp, "retry-after", RETRY_AFTER_SECONDS),
-            PageError::RateLimited(retry) => set_header(&mut resp, "retry-after", &retry.to_string()),
+            PageError::Unavailable => {
+                set_header(&mut resp, "retry-after", RETRY_AFTER_SECONDS);
+                set_outcome(&mut resp, "unavailable");
+            }
+            PageError::StoreUnavailable => {
+                set_header(&mut resp, "retry-after", RETRY_AFTER_SECONDS);
+                set_outcome(&mut resp, "store_error");
+            }
+            PageError::RateLimited(retry) => {
+                set_header(&mut resp, "retry-after", &retry.to_string());
+                set_outcome(&mut resp, "rate_limited");
+            }
             _ => {}
         }
         resp

@@ -13,7 +13,7 @@ use latchkey_store::{Session, Store, User};
 use crate::App;
 use crate::error::ApiError;
 use crate::request::{Authorization, Params, authorization};
-use crate::response::{Response, add_cookie, empty, set_header};
+use crate::response::{Response, add_cookie, empty, set_header, set_outcome};
 use crate::session::{BearerSession, CookieSession};
 
 // Short-lived return values; boxing would cost more than it saves.
@@ -47,6 +47,11 @@ impl<S: Store> App<S> {
             },
         };
         let mut resp = empty(StatusCode::OK);
+        let label = match &outcome {
+            Outcome::Valid(..) => "resolve_valid",
+            Outcome::Invalid { .. } => "resolve_invalid",
+            Outcome::Anonymous => "resolve_anonymous",
+        };
         match outcome {
             Outcome::Valid(session, user) => {
                 self.record_use(&session, self.now()).await?;
@@ -78,6 +83,7 @@ impl<S: Store> App<S> {
             Outcome::Anonymous => {}
         }
         set_header(&mut resp, "cache-control", "no-store");
+        set_outcome(&mut resp, label);
         Ok(resp)
     }
 }

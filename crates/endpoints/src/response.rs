@@ -7,6 +7,57 @@ use http::{HeaderName, StatusCode};
 /// The response type of every endpoint.
 pub type Response = http::Response<Bytes>;
 
+/// What a request came to, beyond its status, for the runtime adapters' metrics and
+/// access lines: set on the response (an extension) where it is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome(pub &'static str);
+
+/// Every outcome a response can carry.
+pub const OUTCOMES: &[&str] = &[
+    "resolve_valid",
+    "resolve_invalid",
+    "resolve_anonymous",
+    "refresh_reuse_detected",
+    "rate_limited",
+    "store_error",
+    "unavailable",
+];
+
+/// Marks `resp` with an outcome of [`OUTCOMES`].
+pub fn set_outcome(resp: &mut Response, outcome: &'static str) {
+    resp.extensions_mut().insert(Outcome(outcome));
+}
+
+/// The outcome `resp` carries, if any.
+pub fn outcome(resp: &Response) -> Option<&'static str> {
+    resp.extensions().get::<Outcome>().map(|o| o.0)
+}
+
+/// Every endpoint, as metrics label it (the admin API is one); other paths are `other`.
+pub const ENDPOINTS: &[&str] = &[
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/oauth2/jwks",
+    "/oauth2/authorize",
+    "/oauth2/token",
+    "/oauth2/revoke",
+    "/oauth2/userinfo",
+    "/oauth2/end_session",
+    "/_resolver/resolve",
+    "/healthz",
+    "/openapi.yaml",
+    "/_api/admin/",
+    "other",
+];
+
+/// The [`ENDPOINTS`] label of `path`.
+pub fn endpoint_label(path: &str) -> &'static str {
+    if path.starts_with("/_api/admin/") {
+        return "/_api/admin/";
+    }
+    ENDPOINTS.iter().find(|e| **e == path).copied().unwrap_or("other")
+}
+
 fn with_body(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
     let mut resp = http::Response::new(body.into());
     *resp.status_mut() = status;

@@ -200,9 +200,7 @@ impl<S: Store> App<S> {
                 let detail = Some("a retired refresh token was presented; the session is revoked".into());
                 let about = About { client_id: Some(&client.id), user_id: Some(&user.id), detail };
                 self.audit(req, "refresh.reuse_detected", about).await;
-                return Err(ApiError::InvalidGrant(
-                    "refresh token reuse detected; the session has been revoked".into(),
-                ));
+                return Err(ApiError::RefreshReuse);
             }
             RefreshOutcome::Invalid => return Err(invalid()),
         };

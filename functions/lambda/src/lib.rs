@@ -244,7 +244,9 @@ pub fn serve(function: &'static str) -> Result<(), lambda_http::Error> {
                         .unwrap_or_default(),
                     method = %method,
                     path = %logged_path,
+                    endpoint = latchkey_endpoints::response::endpoint_label(&logged_path),
                     status = resp.status().as_u16(),
+                    outcome = latchkey_endpoints::response::outcome(&resp).unwrap_or_default(),
                     micros = started.elapsed().as_micros() as u64,
                     "request"
                 );

@@ -204,7 +204,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
             .unwrap_or_default(),
         method = %method,
         path = %path,
+        endpoint = latchkey_endpoints::response::endpoint_label(&path),
         status = resp.status().as_u16(),
+        outcome = latchkey_endpoints::response::outcome(&resp).unwrap_or_default(),
         millis = worker::Date::now().as_millis().saturating_sub(started),
         "request"
     );
