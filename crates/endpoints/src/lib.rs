@@ -313,6 +313,14 @@ mod tests {
             "/_resolver/resolve",
             "/healthz",
             "/openapi.yaml",
+            "/_api/admin/users",
+            "/_api/admin/users/import",
+            "/_api/admin/users/{id}",
+            "/_api/admin/users/{id}/sessions",
+            "/_api/admin/sessions/{id}/revoke",
+            "/_api/admin/audit",
+            "/_api/admin/keys",
+            "/_api/admin/keys/rotate",
         ] {
             assert!(paths.contains_key(p), "{p} is missing from openapi.yaml");
         }
