@@ -3,6 +3,10 @@
 // target, and what each does to logins, sessions and tokens seen from outside.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { appendFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as jose from 'jose';
 import {
   startServer, login, refresh, resolve, req, sessionValid, runPython, TARGET,
 } from './harness.mjs';
@@ -247,6 +251,41 @@ print(json.dumps({
     }
     const r = await srv.admin(['users', 'list', '--limit', '1'], { env: { LATCHKEY_ADMIN_KEY: second } });
     assert.equal(r.code, 0, r.stderr);
+  });
+
+  it("accepts an operator's short-lived JWT signed by a configured key, and names them in the audit", async () => {
+    const { publicKey, privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwk = { ...publicKey.export({ format: 'jwk' }), kid: 'ops-e2e' };
+    // The secrets file ends with the admin entry (see the harness): add the public key.
+    const file = path.join(srv.dataDir, 'latchkey.secrets.yaml');
+    await appendFile(file, `      jwt_keys:\n        - ${JSON.stringify(jwk)}\n`);
+    await srv.restart();
+    const now = Math.floor(Date.now() / 1000);
+    const sign = (claims, kid = 'ops-e2e', key = privateKey) => new jose.SignJWT(claims)
+      .setProtectedHeader({ alg: 'ES256', kid }).sign(key);
+    const audience = `${srv.origin}/_api/admin/`;
+    const good = await sign({ sub: 'ci-bot', aud: audience, iat: now, exp: now + 120 });
+    assert.equal((await api(srv, 'GET', 'users?limit=1', { key: good })).status, 200);
+    const made = await srv.admin(['users', 'add', '--username', 'made-by-jwt'], {
+      stdin: 'pw-jwt-1234567\n', env: { LATCHKEY_ADMIN_KEY: good },
+    });
+    assert.equal(made.code, 0, `the CLI takes the token as its key: ${made.stderr}`);
+    const events = JSON.parse(`[${(await srv.admin(['audit', 'tail', '--since', '120', '--json'])).stdout.trim().split('\n').join(',')}]`);
+    const created = events.find((e) => e.event === 'admin.user_created' && e.user_id === made.stdout.trim());
+    assert.equal(created?.client_id, 'admin:ci-bot', 'the audit names the operator');
+    const other = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    for (const [what, token] of [
+      ['another audience', await sign({ sub: 'ci-bot', aud: 'https://elsewhere.example/_api/admin/', iat: now, exp: now + 120 })],
+      ['expired', await sign({ sub: 'ci-bot', aud: audience, iat: now - 600, exp: now - 300 })],
+      ['living an hour', await sign({ sub: 'ci-bot', aud: audience, iat: now, exp: now + 3600 })],
+      ['no subject', await sign({ aud: audience, iat: now, exp: now + 120 })],
+      ['an unknown kid', await sign({ sub: 'ci-bot', aud: audience, iat: now, exp: now + 120 }, 'nobody')],
+      ['another key', await sign({ sub: 'ci-bot', aud: audience, iat: now, exp: now + 120 }, 'ops-e2e', other)],
+    ]) {
+      const r = await api(srv, 'GET', 'users?limit=1', { key: token });
+      assert.equal(r.status, 401, `${what}: ${r.status} ${r.text}`);
+    }
+    assert.equal((await api(srv, 'GET', 'users?limit=1')).status, 200, 'the admin key still works');
   });
 
   it('refuses to send the admin key over plain HTTP to another host', async () => {

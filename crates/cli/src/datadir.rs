@@ -20,6 +20,8 @@ pub struct Loaded {
     pub admin_key_hashes: Vec<String>,
     /// The secrets' private JWKs, which seed the key ring at the first rotation.
     pub private_jwks: Vec<serde_json::Value>,
+    /// Public JWKs of operators' admin JWTs.
+    pub admin_jwt_keys: Vec<serde_json::Value>,
 }
 
 /// Paths inside a data directory.
@@ -62,6 +64,7 @@ impl DataDir {
             keys: Arc::new(secrets.keys),
             admin_key_hashes: secrets.admin_key_hashes,
             private_jwks: secrets.private_jwks,
+            admin_jwt_keys: secrets.admin_jwt_keys,
         })
     }
 

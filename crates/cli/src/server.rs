@@ -254,7 +254,7 @@ pub fn run(
     signals: Signals,
     metrics: Option<Arc<Metrics>>,
 ) -> Result<(), String> {
-    let Loaded { config, keys, admin_key_hashes, private_jwks } = loaded;
+    let Loaded { config, keys, admin_key_hashes, private_jwks, admin_jwt_keys } = loaded;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
     let (tx, rx) = watch::channel(false);
@@ -267,6 +267,7 @@ pub fn run(
         let (config, keys, store, rx) = (config.clone(), keys.clone(), store.clone(), rx.clone());
         let (admin_key_hashes, private_jwks, metrics) =
             (admin_key_hashes.clone(), private_jwks.clone(), metrics.clone());
+        let admin_jwt_keys = admin_jwt_keys.clone();
         let handle = std::thread::Builder::new()
             .name(format!("latchkey-worker-{i}"))
             .spawn(move || -> Result<(), String> {
@@ -275,7 +276,8 @@ pub fn run(
                 let local = tokio::task::LocalSet::new();
                 let app = App::new(config, keys, store, Box::new(SystemClock), Box::new(OsEntropy))
                     .with_admin_key_hashes(admin_key_hashes)
-                    .with_seed_private_jwks(private_jwks);
+                    .with_seed_private_jwks(private_jwks)
+                    .with_admin_jwt_keys(&admin_jwt_keys);
                 local.block_on(&rt, worker_loop(handed, open, Served { app, metrics }, rx)).map_err(|e| e.to_string())
             })
             .map_err(|e| e.to_string())?;

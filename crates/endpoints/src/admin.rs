@@ -1,7 +1,9 @@
 //! The admin API, JSON under `/_api/admin/`: off unless admin keys are configured
-//! ([`crate::App::with_admin_key_hashes`]), and then only for requests that present one
-//! of them as a bearer token (compared by SHA-256, in constant time, against every
-//! configured hash, so a key can be replaced without an outage). It is the one
+//! ([`crate::App::with_admin_key_hashes`], [`crate::App::with_admin_jwt_keys`]), and
+//! then only for requests that present, as a bearer token, one of the keys (compared
+//! by SHA-256, in constant time, against every configured hash, so a key can be
+//! replaced without an outage) or an operator's short-lived JWT signed by a
+//! configured key (`latchkey_token::admin_jwt`). It is the one
 //! implementation of every operator action: the `latchkey` CLI calls it over HTTP
 //! (`--endpoint`) or in-process on a local data directory, so both behave alike.
 //!
@@ -58,6 +60,9 @@ use crate::request::{Authorization, authorization};
 use crate::response::{Response, json, no_store};
 use crate::{App, request};
 use latchkey_token::keys::Algorithm;
+
+/// The longest an operator's admin JWT may live (`exp - iat`): a token, not a key.
+pub const ADMIN_JWT_MAX_LIFETIME: u64 = 600;
 
 /// The largest page of users one request may ask for.
 pub const MAX_PAGE: usize = 1000;
@@ -203,10 +208,20 @@ fn ok(body: &serde_json::Value) -> Result<Response, ApiError> {
 
 impl<S: Store> App<S> {
     pub(crate) async fn admin(&self, path: &str, req: &Request<Bytes>) -> Result<Response, ApiError> {
-        if self.admin_key_hashes.is_empty() {
+        if self.admin_key_hashes.is_empty() && self.admin_jwt_keys.is_empty() {
             return Err(ApiError::NotFound);
         }
         match authorization(req.headers()) {
+            // A compact JWS: an operator's short-lived token.
+            Authorization::Bearer(token) if token.split('.').count() == 3 && !self.admin_jwt_keys.is_empty() => {
+                let audience = format!("{}/_api/admin/", self.config.issuer);
+                let tolerance = self.config.jwt.time_tolerance_seconds;
+                if let Err(e) =
+                    self.admin_jwt_keys.verify(token, &audience, self.now(), tolerance, ADMIN_JWT_MAX_LIFETIME)
+                {
+                    return Err(ApiError::InvalidToken(format!("not a valid admin token: {e}")));
+                }
+            }
             Authorization::Bearer(key) => {
                 let presented = secret::sha256_hex(key);
                 // Every hash is compared, so the time taken says nothing about which matched.

@@ -18,6 +18,24 @@ use crate::{App, ClientAddr, request};
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// Who made an admin request, for its audit events: `admin:<sub>` for an operator's
+/// JWT (already verified by the admin API), else `admin:key`.
+fn admin_actor(req: &Request<Bytes>) -> String {
+    let sub = match request::authorization(req.headers()) {
+        request::Authorization::Bearer(token) if token.split('.').count() == 3 => token
+            .split('.')
+            .nth(1)
+            .and_then(|p| base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("sub").and_then(|s| s.as_str()).map(|s| s.chars().take(128).collect::<String>())),
+        _ => None,
+    };
+    match sub {
+        Some(s) => format!("admin:{s}"),
+        None => "admin:key".into(),
+    }
+}
+
 /// Who and what an event is about, beyond the request.
 #[derive(Default)]
 pub(crate) struct About<'a> {
@@ -31,6 +49,12 @@ impl<S: Store> App<S> {
     pub(crate) async fn audit(&self, req: &Request<Bytes>, event: &'static str, about: About<'_>) {
         let at = self.now();
         let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+        // Admin actions name who did them: an admin JWT's subject, or "admin key".
+        let client_id = match about.client_id {
+            Some(c) => Some(c.to_owned()),
+            None if event.starts_with("admin.") => Some(admin_actor(req)),
+            None => None,
+        };
         let n = self.audit_counter.get().wrapping_add(1);
         self.audit_counter.set(n);
         let record = AuditEvent {
@@ -38,7 +62,7 @@ impl<S: Store> App<S> {
             at,
             event: event.to_owned(),
             request_id,
-            client_id: about.client_id.map(str::to_owned),
+            client_id,
             user_id: about.user_id.map(str::to_owned),
             ip: req.extensions().get::<ClientAddr>().map(|a| a.0.clone()),
             user_agent: request::header_text(req.headers(), "user-agent").map(|v| v.chars().take(256).collect()),

@@ -573,7 +573,11 @@ struct OctKey {
 struct AdminKeys {
     /// `sha256:<hex>` of each admin API key (several, so that a key can be replaced
     /// without an outage).
+    #[serde(default)]
     key_hashes: Vec<String>,
+    /// Public JWKs whose private keys sign operators' short-lived admin JWTs.
+    #[serde(default)]
+    jwt_keys: Vec<serde_json::Value>,
 }
 
 /// Loaded secrets: the key set, client secret hashes and admin key hashes.
@@ -584,8 +588,11 @@ pub struct Secrets {
     /// at the first rotation.
     pub private_jwks: Vec<serde_json::Value>,
     client_secret_hashes: HashMap<String, Vec<String>>,
-    /// SHA-256 (hex) of each admin API key; none: the admin API is off.
+    /// SHA-256 (hex) of each admin API key.
     pub admin_key_hashes: Vec<String>,
+    /// The public keys of operators' admin JWTs. With neither these nor key hashes, the
+    /// admin API is off.
+    pub admin_jwt_keys: Vec<serde_json::Value>,
 }
 
 /// `sha256:<64 hex digits>` → the lowercase hex, or `None`.
@@ -605,6 +612,7 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
     let mut keys = None;
     let mut client_secret_hashes: HashMap<String, Vec<String>> = HashMap::new();
     let mut admin_key_hashes = Vec::new();
+    let mut admin_jwt_keys = Vec::new();
     for (i, secret) in raw.secrets.iter().enumerate() {
         let path = format!("secrets[{i}].data");
         match secret.key.as_str() {
@@ -657,6 +665,9 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
                         .ok_or_else(|| err(format!("{path}.key_hashes[{k}]"), "must be sha256:<64 hex digits>"))?;
                     admin_key_hashes.push(hex);
                 }
+                latchkey_token::admin_jwt::AdminJwtKeys::from_public_jwks(&data.jwt_keys)
+                    .map_err(|e| err(format!("{path}.jwt_keys"), e.to_string()))?;
+                admin_jwt_keys.extend(data.jwt_keys);
             }
             other => {
                 return Err(err(
@@ -668,7 +679,7 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
     }
     let (keys, private_jwks) =
         keys.ok_or_else(|| err("secrets", "an `oauth` secret with at least one signing key is required"))?;
-    Ok(Secrets { keys, private_jwks, client_secret_hashes, admin_key_hashes })
+    Ok(Secrets { keys, private_jwks, client_secret_hashes, admin_key_hashes, admin_jwt_keys })
 }
 
 /// Parses and validates the config document against the loaded secrets.

@@ -58,8 +58,10 @@ pub struct App<S> {
     clock: Box<dyn Clock>,
     entropy: Box<dyn Entropy>,
     verified: verified_cache::VerifiedCache,
-    /// SHA-256 (hex) of each admin API key; none: the admin API is off.
+    /// SHA-256 (hex) of each admin API key.
     admin_key_hashes: Vec<String>,
+    /// The public keys of operators' admin JWTs. With neither, the admin API is off.
+    admin_jwt_keys: latchkey_token::admin_jwt::AdminJwtKeys,
     /// Checks bearer tokens' signatures where the runtime has a faster check than the
     /// token crate's own (WebCrypto on Workers); `None`: the token crate's.
     signature_checker: Option<Box<dyn latchkey_token::jwt::SignatureChecker>>,
@@ -104,6 +106,7 @@ impl<S: Store> App<S> {
             entropy,
             verified: Default::default(),
             admin_key_hashes: Vec::new(),
+            admin_jwt_keys: Default::default(),
             signature_checker: None,
         }
     }
@@ -119,6 +122,17 @@ impl<S: Store> App<S> {
     /// that present a key whose SHA-256 (hex) is one of `hashes`; none leaves it off.
     pub fn with_admin_key_hashes(mut self, hashes: impl IntoIterator<Item = String>) -> Self {
         self.admin_key_hashes.extend(hashes.into_iter().map(|h| h.to_ascii_lowercase()));
+        self
+    }
+
+    /// Also accepts operators' short-lived JWTs signed by the private halves of these
+    /// public JWKs (see `latchkey_token::admin_jwt`). They were checked when the
+    /// secrets were parsed; one that does not load leaves JWTs off, with an error logged.
+    pub fn with_admin_jwt_keys(mut self, jwks: &[serde_json::Value]) -> Self {
+        match latchkey_token::admin_jwt::AdminJwtKeys::from_public_jwks(jwks) {
+            Ok(keys) => self.admin_jwt_keys = keys,
+            Err(e) => tracing::error!(error = %e, "admin JWT keys not loaded"),
+        }
         self
     }
 

@@ -12,6 +12,7 @@
 //! and ECDSA nonces from the OS itself, because its random-source trait is sealed (see
 //! the `sign` module); on wasm32 nothing here touches a random source.
 
+pub mod admin_jwt;
 pub mod expiry;
 pub mod jwt;
 pub mod keys;
