@@ -133,6 +133,35 @@ impl Progress {
     }
 }
 
+/// Walks the user listing a page at a time, following its cursor.
+struct UserPages {
+    query: String,
+    after: Option<String>,
+    done: bool,
+}
+
+impl UserPages {
+    /// Pages of `GET users?<query>` (`query` without `after`).
+    fn new(query: String) -> Self {
+        UserPages { query, after: None, done: false }
+    }
+
+    /// The next page of at most `limit` users, or `None` after the last one.
+    async fn next(&mut self, admin: &AdminClient, limit: usize) -> Result<Option<Vec<Value>>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut path = format!("users?{}&limit={limit}", self.query);
+        if let Some(a) = &self.after {
+            path.push_str(&format!("&after={}", encode(a)));
+        }
+        let answer = admin.call(Method::GET, &path, None).await?;
+        self.after = answer["next_after"].as_str().map(str::to_owned);
+        self.done = self.after.is_none();
+        Ok(Some(answer["users"].as_array().cloned().unwrap_or_default()))
+    }
+}
+
 /// The user named `username`.
 pub async fn user_named(admin: &AdminClient, username: &str) -> Result<Value, String> {
     Ok(admin.call(Method::GET, &format!("users?username={}", encode(username)), None).await?)
@@ -178,18 +207,13 @@ pub async fn users_list(
     page: usize,
     max: Option<usize>,
 ) -> Result<(), String> {
-    let mut after: Option<String> = None;
+    let mut pages = UserPages::new(format!("prefix={}", encode(prefix)));
     let mut rows = Vec::new();
     let mut shown = 0usize;
     let mut progress = Progress::new("users", None);
     loop {
         let want = max.map_or(page, |m| page.min(m - shown));
-        let mut path = format!("users?prefix={}&limit={want}", encode(prefix));
-        if let Some(a) = &after {
-            path.push_str(&format!("&after={}", encode(a)));
-        }
-        let answer = admin.call(Method::GET, &path, None).await?;
-        let users = answer["users"].as_array().cloned().unwrap_or_default();
+        let Some(users) = pages.next(admin, want).await? else { break };
         shown += users.len();
         for u in &users {
             match out {
@@ -200,8 +224,7 @@ pub async fn users_list(
         if out == Output::Table {
             progress.advance(users.len() as u64);
         }
-        after = answer["next_after"].as_str().map(str::to_owned);
-        if after.is_none() || max.is_some_and(|m| shown >= m) {
+        if max.is_some_and(|m| shown >= m) {
             break;
         }
     }
@@ -421,24 +444,14 @@ pub async fn users_import(admin: &AdminClient, out: Output, file: &std::path::Pa
 /// Every user as JSON Lines, with password hashes: what `users import` reads, so a
 /// deployment's users move to another one with their ids and passwords.
 pub async fn users_export(admin: &AdminClient) -> Result<(), String> {
-    let mut after: Option<String> = None;
+    let mut pages = UserPages::new("password_hashes=true".into());
     let mut progress = Progress::new("users", None);
     let mut out = std::io::stdout().lock();
-    loop {
-        let mut path = "users?limit=500&password_hashes=true".to_owned();
-        if let Some(a) = &after {
-            path.push_str(&format!("&after={}", encode(a)));
-        }
-        let answer = admin.call(Method::GET, &path, None).await?;
-        let users = answer["users"].as_array().cloned().unwrap_or_default();
+    while let Some(users) = pages.next(admin, 500).await? {
         for u in &users {
             writeln!(out, "{u}").map_err(|e| format!("stdout: {e}"))?;
         }
         progress.advance(users.len() as u64);
-        after = answer["next_after"].as_str().map(str::to_owned);
-        if after.is_none() {
-            break;
-        }
     }
     progress.finish();
     Ok(())
@@ -447,16 +460,10 @@ pub async fn users_export(admin: &AdminClient) -> Result<(), String> {
 /// Every active session of every user as JSON Lines (the session record with the
 /// user's id and username; no secret or its hash), for audits and migrations.
 pub async fn sessions_export(admin: &AdminClient) -> Result<(), String> {
-    let mut after: Option<String> = None;
+    let mut pages = UserPages::new("prefix=".into());
     let mut progress = Progress::new("users", None);
     let mut out = std::io::stdout().lock();
-    loop {
-        let mut path = "users?limit=100".to_owned();
-        if let Some(a) = &after {
-            path.push_str(&format!("&after={}", encode(a)));
-        }
-        let answer = admin.call(Method::GET, &path, None).await?;
-        let users = answer["users"].as_array().cloned().unwrap_or_default();
+    while let Some(users) = pages.next(admin, 100).await? {
         for u in &users {
             let id = user_id(u)?;
             let sessions = admin.call(Method::GET, &format!("users/{}/sessions", encode(&id)), None).await?;
@@ -467,10 +474,6 @@ pub async fn sessions_export(admin: &AdminClient) -> Result<(), String> {
             }
         }
         progress.advance(users.len() as u64);
-        after = answer["next_after"].as_str().map(str::to_owned);
-        if after.is_none() {
-            break;
-        }
     }
     progress.finish();
     Ok(())

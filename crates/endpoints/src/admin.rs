@@ -44,10 +44,10 @@
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use latchkey_store::{Session, SessionKind, Store, StoreError, User};
-use latchkey_token::expiry::Lifetime;
-use latchkey_token::refresh::RefreshState;
-use latchkey_token::secret::{self, new_compound, random_uuid, sha256_hex};
+use latchkey_store::{Session, Store, StoreError, User};
+use latchkey_token::secret::{self, new_compound, random_uuid};
+
+use crate::session::NewTokenSession;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -636,28 +636,19 @@ impl<S: Store> App<S> {
         let session_id = random_uuid(self.entropy.as_ref());
         let refresh_token =
             scopes.iter().any(|s| s == "offline_access").then(|| new_compound(self.entropy.as_ref(), &session_id));
-        let session = Session {
-            id: session_id,
-            kind: SessionKind::Token,
-            user_id: user.id.clone(),
-            client_id: Some(client.id.clone()),
-            parent_id: None,
-            created_at: now,
-            authenticated_at: now,
-            amr: Vec::new(),
-            scopes: scopes.clone(),
-            lifetime: Lifetime {
-                lifetime_seconds: client.refresh_token_lifetime_seconds,
-                idle_timeout_seconds: client.refresh_token_idle_timeout_seconds,
+        let session = self.token_session(
+            req,
+            client,
+            NewTokenSession {
+                id: session_id,
+                user_id: &user.id,
+                parent_id: None,
+                authenticated_at: now,
+                amr: Vec::new(),
+                scopes: scopes.clone(),
+                refresh_token: refresh_token.as_deref(),
             },
-            last_used_at: now,
-            revoked_at: None,
-            secret_hash: None,
-            refresh: refresh_token.as_deref().map(|t| RefreshState::new(sha256_hex(t))),
-            version: 0,
-            user_agent: request::header_text(req.headers(), "user-agent").map(|v| v.chars().take(256).collect()),
-            ip: req.extensions().get::<crate::ClientAddr>().map(|a| a.0.clone()),
-        };
+        );
         self.store.create_session(&session).await?;
         let tokens = self.issue_tokens(client, &session, &user, &scopes, None, refresh_token).await?;
         let about = About { client_id: Some(&client.id), user_id: Some(&user.id), detail: Some(session.id.clone()) };

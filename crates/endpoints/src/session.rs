@@ -13,6 +13,20 @@ use crate::config::Client;
 use crate::error::ApiError;
 use crate::request::{Authorization, Params, authorization, cookie, header_text};
 use crate::verified_cache::VerifiedCache;
+use latchkey_token::expiry::Lifetime;
+use latchkey_token::refresh::RefreshState;
+
+/// What a new token session is made of, beyond its client and the request.
+pub(crate) struct NewTokenSession<'a> {
+    pub id: String,
+    pub user_id: &'a str,
+    /// The browser session it comes from (revoking that revokes this).
+    pub parent_id: Option<String>,
+    pub authenticated_at: UnixSeconds,
+    pub amr: Vec<String>,
+    pub scopes: Vec<String>,
+    pub refresh_token: Option<&'a str>,
+}
 
 /// What a request's session cookie resolves to.
 // Short-lived return values; boxing would cost more than it saves.
@@ -271,6 +285,33 @@ impl<S: Store> App<S> {
 
     /// Issues an access token (and an ID token when `openid` is granted) for a token
     /// session, plus `refresh_token` when given.
+    /// A new token session of `client`, recording the request's user agent and address.
+    pub(crate) fn token_session(&self, req: &Request<Bytes>, client: &Client, new: NewTokenSession<'_>) -> Session {
+        let now = self.now();
+        Session {
+            id: new.id,
+            kind: SessionKind::Token,
+            user_id: new.user_id.to_owned(),
+            client_id: Some(client.id.clone()),
+            parent_id: new.parent_id,
+            created_at: now,
+            authenticated_at: new.authenticated_at,
+            amr: new.amr,
+            scopes: new.scopes,
+            lifetime: Lifetime {
+                lifetime_seconds: client.refresh_token_lifetime_seconds,
+                idle_timeout_seconds: client.refresh_token_idle_timeout_seconds,
+            },
+            last_used_at: now,
+            revoked_at: None,
+            secret_hash: None,
+            refresh: new.refresh_token.map(|t| RefreshState::new(sha256_hex(t))),
+            version: 0,
+            user_agent: header_text(req.headers(), "user-agent").map(|v| v.chars().take(256).collect()),
+            ip: req.extensions().get::<crate::ClientAddr>().map(|a| a.0.clone()),
+        }
+    }
+
     pub(crate) async fn issue_tokens(
         &self,
         client: &Client,

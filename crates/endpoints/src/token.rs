@@ -4,11 +4,9 @@
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use latchkey_store::{Redemption, RefreshOutcome, Session, SessionKind, Store, StoreError, refresh};
-use latchkey_token::expiry::Lifetime;
+use latchkey_store::{Redemption, RefreshOutcome, SessionKind, Store, StoreError, refresh};
 use latchkey_token::jwt::{AccessClaims, Registered};
 use latchkey_token::pkce;
-use latchkey_token::refresh::RefreshState;
 use latchkey_token::secret::{CompoundToken, new_compound, random_secret, random_uuid, sha256_hex};
 use serde_json::json;
 use url::Url;
@@ -17,9 +15,10 @@ use crate::App;
 use crate::audit::About;
 use crate::config::{Client, GrantType};
 use crate::error::ApiError;
-use crate::request::{Params, header_text, is_form};
+use crate::request::{Params, is_form};
 use crate::response::{Response, json, no_store};
 use crate::session::IssuedTokens;
+use crate::session::NewTokenSession;
 
 fn token_response(t: &IssuedTokens) -> Response {
     no_store(json(StatusCode::OK, &token_body(t)))
@@ -119,28 +118,19 @@ impl<S: Store> App<S> {
         let wants_refresh =
             grant.scopes.iter().any(|s| s == "offline_access") && client.allows(GrantType::RefreshToken);
         let refresh_token = wants_refresh.then(|| new_compound(self.entropy.as_ref(), &session_id));
-        let session = Session {
-            id: session_id,
-            kind: SessionKind::Token,
-            user_id: user.id.clone(),
-            client_id: Some(client.id.clone()),
-            parent_id: Some(grant.browser_session_id.clone()),
-            created_at: now,
-            authenticated_at: grant.authenticated_at,
-            amr: grant.amr.clone(),
-            scopes: grant.scopes.clone(),
-            lifetime: Lifetime {
-                lifetime_seconds: client.refresh_token_lifetime_seconds,
-                idle_timeout_seconds: client.refresh_token_idle_timeout_seconds,
+        let session = self.token_session(
+            req,
+            client,
+            NewTokenSession {
+                id: session_id,
+                user_id: &user.id,
+                parent_id: Some(grant.browser_session_id.clone()),
+                authenticated_at: grant.authenticated_at,
+                amr: grant.amr.clone(),
+                scopes: grant.scopes.clone(),
+                refresh_token: refresh_token.as_deref(),
             },
-            last_used_at: now,
-            revoked_at: None,
-            secret_hash: None,
-            refresh: refresh_token.as_deref().map(|t| RefreshState::new(sha256_hex(t))),
-            version: 0,
-            user_agent: header_text(req.headers(), "user-agent").map(|v| v.chars().take(256).collect()),
-            ip: req.extensions().get::<crate::ClientAddr>().map(|a| a.0.clone()),
-        };
+        );
         match self.store.create_session(&session).await {
             // A replay of this code revoked the session id before it was created.
             Err(StoreError::Conflict(_)) => return Err(invalid()),
