@@ -18,6 +18,13 @@
 //! name): the session and its user, which SQLite answers with one statement and so one
 //! read transaction. Its default makes the two reads, as every backend did before.
 //! Secrets are stored as SHA-256 hashes only; the store never sees a token.
+//!
+//! The operators' methods (also beyond DESIGN.md's port) are admin-API reads and
+//! writes, off every hot path: [`Store::list_users`], [`Store::delete_user`],
+//! [`Store::user_sessions`], [`Store::replace_password_hash`] (a login upgrading an
+//! imported hash), the signing-key ring ([`Store::key_ring`], [`Store::swap_key_ring`],
+//! one opaque document under compare-and-swap) and the append-only audit stream
+//! ([`Store::append_audit`], [`Store::audit_events`]). The conformance suite covers each.
 
 mod counters;
 mod memory;
