@@ -21,7 +21,7 @@ pub struct Loaded {
     /// The secrets' private JWKs, which seed the key ring at the first rotation.
     pub private_jwks: Vec<serde_json::Value>,
     /// Public JWKs of operators' admin JWTs.
-    pub admin_jwt_keys: Vec<serde_json::Value>,
+    pub admin_jwt_keys: Arc<latchkey_token::admin_jwt::AdminJwtKeys>,
 }
 
 /// Paths inside a data directory.

@@ -355,8 +355,6 @@ pub async fn users_import(admin: &AdminClient, out: Output, file: &std::path::Pa
     let lines: Vec<(usize, &str)> =
         text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
     let mut results: Vec<LineResult> = Vec::with_capacity(lines.len());
-    let mut batch: Vec<(usize, Value)> = Vec::new();
-    let mut batch_bytes = 0;
     let mut progress = Progress::new("lines", Some(lines.len() as u64));
     let reject = |line: usize, username: Option<String>, reason: String| LineResult {
         line,
@@ -365,44 +363,53 @@ pub async fn users_import(admin: &AdminClient, out: Output, file: &std::path::Pa
         id: None,
         reason: Some(reason),
     };
-    for (n, (line, raw)) in lines.iter().enumerate() {
+    // Checked here as JSON, then cut into batches of at most IMPORT_CHUNK lines and
+    // IMPORT_CHUNK_BYTES: a batch is closed before a line would take it past either.
+    let mut batches: Vec<Vec<(usize, Value)>> = Vec::new();
+    let mut batch: Vec<(usize, Value)> = Vec::new();
+    let mut batch_bytes = 0;
+    for (line, raw) in &lines {
         match serde_json::from_str::<Value>(raw) {
             Ok(v) if !v.is_object() => results.push(reject(*line, None, "not a JSON object".into())),
             Ok(_) if raw.len() > IMPORT_CHUNK_BYTES => results.push(reject(*line, None, "line too long".into())),
             Ok(v) => {
+                if batch.len() == IMPORT_CHUNK || (!batch.is_empty() && batch_bytes + raw.len() > IMPORT_CHUNK_BYTES) {
+                    batches.push(std::mem::take(&mut batch));
+                    batch_bytes = 0;
+                }
                 batch_bytes += raw.len();
                 batch.push((*line, v));
             }
             Err(e) => results.push(reject(*line, None, format!("invalid JSON: {e}"))),
         }
-        let last = n + 1 == lines.len();
-        if !batch.is_empty() && (batch.len() == IMPORT_CHUNK || batch_bytes > IMPORT_CHUNK_BYTES / 2 || last) {
-            let sent = std::mem::take(&mut batch);
-            batch_bytes = 0;
-            let body = json!({ "users": sent.iter().map(|(_, v)| v).collect::<Vec<_>>() });
-            let answer = admin.call(Method::POST, "users/import", Some(&body)).await.map_err(|e| {
-                format!("import stopped at line {}: {e} (lines before it are in; run it again to go on)", sent[0].0)
-            })?;
-            let answered = answer["results"].as_array().cloned().unwrap_or_default();
-            if answered.len() != sent.len() {
-                return Err(format!("the server answered {} results for {} users", answered.len(), sent.len()));
-            }
-            for ((line, _), r) in sent.iter().zip(&answered) {
-                let status = match r["status"].as_str() {
-                    Some("created") => "created",
-                    Some("skipped") => "skipped",
-                    _ => "rejected",
-                };
-                results.push(LineResult {
-                    line: *line,
-                    username: r["username"].as_str().map(str::to_owned),
-                    status,
-                    id: r["id"].as_str().map(str::to_owned),
-                    reason: r["reason"].as_str().map(str::to_owned),
-                });
-            }
-            progress.advance(sent.len() as u64);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    for sent in batches {
+        let body = json!({ "users": sent.iter().map(|(_, v)| v).collect::<Vec<_>>() });
+        let answer = admin.call(Method::POST, "users/import", Some(&body)).await.map_err(|e| {
+            format!("import stopped at line {}: {e} (lines before it are in; run it again to go on)", sent[0].0)
+        })?;
+        let answered = answer["results"].as_array().cloned().unwrap_or_default();
+        if answered.len() != sent.len() {
+            return Err(format!("the server answered {} results for {} users", answered.len(), sent.len()));
         }
+        for ((line, _), r) in sent.iter().zip(&answered) {
+            let status = match r["status"].as_str() {
+                Some("created") => "created",
+                Some("skipped") => "skipped",
+                _ => "rejected",
+            };
+            results.push(LineResult {
+                line: *line,
+                username: r["username"].as_str().map(str::to_owned),
+                status,
+                id: r["id"].as_str().map(str::to_owned),
+                reason: r["reason"].as_str().map(str::to_owned),
+            });
+        }
+        progress.advance(sent.len() as u64);
     }
     progress.finish();
     results.sort_by_key(|r| r.line);

@@ -277,7 +277,7 @@ pub fn run(
                 let app = App::new(config, keys, store, Box::new(SystemClock), Box::new(OsEntropy))
                     .with_admin_key_hashes(admin_key_hashes)
                     .with_seed_private_jwks(private_jwks)
-                    .with_admin_jwt_keys(&admin_jwt_keys);
+                    .with_admin_jwt_keys(admin_jwt_keys);
                 local.block_on(&rt, worker_loop(handed, open, Served { app, metrics }, rx)).map_err(|e| e.to_string())
             })
             .map_err(|e| e.to_string())?;

@@ -592,7 +592,7 @@ pub struct Secrets {
     pub admin_key_hashes: Vec<String>,
     /// The public keys of operators' admin JWTs. With neither these nor key hashes, the
     /// admin API is off.
-    pub admin_jwt_keys: Vec<serde_json::Value>,
+    pub admin_jwt_keys: std::sync::Arc<latchkey_token::admin_jwt::AdminJwtKeys>,
 }
 
 /// `sha256:<64 hex digits>` → the lowercase hex, or `None`.
@@ -665,8 +665,6 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
                         .ok_or_else(|| err(format!("{path}.key_hashes[{k}]"), "must be sha256:<64 hex digits>"))?;
                     admin_key_hashes.push(hex);
                 }
-                latchkey_token::admin_jwt::AdminJwtKeys::from_public_jwks(&data.jwt_keys)
-                    .map_err(|e| err(format!("{path}.jwt_keys"), e.to_string()))?;
                 admin_jwt_keys.extend(data.jwt_keys);
             }
             other => {
@@ -679,6 +677,10 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, ConfigError> {
     }
     let (keys, private_jwks) =
         keys.ok_or_else(|| err("secrets", "an `oauth` secret with at least one signing key is required"))?;
+    // Every admin entry's keys together, so a kid is unique across them.
+    let admin_jwt_keys = latchkey_token::admin_jwt::AdminJwtKeys::from_public_jwks(&admin_jwt_keys)
+        .map_err(|e| err("secrets[admin].data.jwt_keys", e.to_string()))?;
+    let admin_jwt_keys = std::sync::Arc::new(admin_jwt_keys);
     Ok(Secrets { keys, private_jwks, client_secret_hashes, admin_key_hashes, admin_jwt_keys })
 }
 

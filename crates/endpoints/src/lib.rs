@@ -61,7 +61,7 @@ pub struct App<S> {
     /// SHA-256 (hex) of each admin API key.
     admin_key_hashes: Vec<String>,
     /// The public keys of operators' admin JWTs. With neither, the admin API is off.
-    admin_jwt_keys: latchkey_token::admin_jwt::AdminJwtKeys,
+    admin_jwt_keys: Arc<latchkey_token::admin_jwt::AdminJwtKeys>,
     /// Checks bearer tokens' signatures where the runtime has a faster check than the
     /// token crate's own (WebCrypto on Workers); `None`: the token crate's.
     signature_checker: Option<Box<dyn latchkey_token::jwt::SignatureChecker>>,
@@ -126,13 +126,9 @@ impl<S: Store> App<S> {
     }
 
     /// Also accepts operators' short-lived JWTs signed by the private halves of these
-    /// public JWKs (see `latchkey_token::admin_jwt`). They were checked when the
-    /// secrets were parsed; one that does not load leaves JWTs off, with an error logged.
-    pub fn with_admin_jwt_keys(mut self, jwks: &[serde_json::Value]) -> Self {
-        match latchkey_token::admin_jwt::AdminJwtKeys::from_public_jwks(jwks) {
-            Ok(keys) => self.admin_jwt_keys = keys,
-            Err(e) => tracing::error!(error = %e, "admin JWT keys not loaded"),
-        }
+    /// keys (the secrets' `admin.jwt_keys`; see `latchkey_token::admin_jwt`).
+    pub fn with_admin_jwt_keys(mut self, keys: Arc<latchkey_token::admin_jwt::AdminJwtKeys>) -> Self {
+        self.admin_jwt_keys = keys;
         self
     }
 

@@ -664,10 +664,12 @@ impl Store for DynamoStore {
                 _ => break,
             }
         }
-        let mut users = Vec::with_capacity(ids.len());
-        for id in ids.iter().take(limit) {
+        // The page's user items at once, not one round trip after another.
+        let found = futures_util::future::join_all(ids.iter().take(limit).map(|id| self.user_by_id(id))).await;
+        let mut users = Vec::with_capacity(found.len());
+        for user in found {
             // A name whose user is gone (a deletion part-way) is no user.
-            if let Some(user) = self.user_by_id(id).await? {
+            if let Some(user) = user? {
                 users.push(user);
             }
         }

@@ -84,7 +84,7 @@ pub struct Loaded {
     /// The secret's private JWKs, which seed the key ring at the first rotation.
     pub private_jwks: Vec<serde_json::Value>,
     /// Public JWKs of operators' admin JWTs (the secret's `admin.jwt_keys`).
-    pub admin_jwt_keys: Vec<serde_json::Value>,
+    pub admin_jwt_keys: Arc<latchkey_token::admin_jwt::AdminJwtKeys>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -209,12 +209,12 @@ pub fn serve(function: &'static str) -> Result<(), lambda_http::Error> {
         let admin = function == ADMIN_FUNCTION;
         let admin_key_hashes = if admin { loaded.admin_key_hashes } else { Vec::new() };
         let seed_jwks = if admin { loaded.private_jwks } else { Vec::new() };
-        let admin_jwt_keys = if admin { loaded.admin_jwt_keys } else { Vec::new() };
+        let admin_jwt_keys = if admin { loaded.admin_jwt_keys } else { Default::default() };
         let app = Rc::new(
             App::new(loaded.config, loaded.keys, loaded.store, Box::new(SystemClock), Box::new(OsEntropy))
                 .with_admin_key_hashes(admin_key_hashes)
                 .with_seed_private_jwks(seed_jwks)
-                .with_admin_jwt_keys(&admin_jwt_keys),
+                .with_admin_jwt_keys(admin_jwt_keys),
         );
         // The local server's start-up line, with the Lambda equivalent of its address.
         let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();

@@ -69,7 +69,7 @@ fn load(env: &Env) -> Result<WorkerApp, String> {
     Ok(App::new(Arc::new(config), Arc::new(secrets.keys), store, Box::new(WorkerClock), Box::new(WorkerEntropy))
         .with_admin_key_hashes(admin_key_hashes)
         .with_seed_private_jwks(secrets.private_jwks.clone())
-        .with_admin_jwt_keys(&secrets.admin_jwt_keys)
+        .with_admin_jwt_keys(secrets.admin_jwt_keys.clone())
         .with_signature_checker(Box::new(crate::webcrypto::WebCrypto)))
 }
 
